@@ -1,0 +1,10 @@
+//! faultline: a fault-injection harness that runs stock Debian kernels, nfs-utils and Dovecot
+//! in QEMU guests. See ARCHITECTURE.md for the map.
+
+pub mod accel;
+pub mod hosttools;
+pub mod images;
+pub mod qemu;
+pub mod procs;
+pub mod recipe;
+pub mod span;

@@ -1,0 +1,148 @@
+//! The `faultline` command: a thin layer over the library. Exit codes are in the README.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use faultline::images;
+
+#[derive(Parser)]
+#[command(name = "faultline", version, about = "Fault-injection harness: NFSv3 and Dovecot on stock kernels in QEMU guests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Guest images: build them from their recipes, check they boot.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCmd,
+    },
+}
+
+#[derive(clap::Args)]
+struct ImagesArgs {
+    /// Folder with the image recipes.
+    #[arg(long, default_value = "images")]
+    recipes: PathBuf,
+    /// Cache folder (default: $FAULTLINE_CACHE, else ~/.cache/faultline).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Accelerator for `check` (default: KVM only where a probe boot proves it works).
+    #[arg(long)]
+    accel: Option<faultline::accel::Accel>,
+    /// Only these images (by recipe name).
+    names: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ImagesCmd {
+    /// Build every image whose recipe changed (a cache hit is instant).
+    Build(ImagesArgs),
+    /// Boot each built image and confirm kernel, services and packages through its agent.
+    Check(ImagesArgs),
+    /// Print each image's cache entry (or that it is not built).
+    List(ImagesArgs),
+}
+
+/// Exit codes (README): 0 ok, 1 a check failed, 2 usage or input error, 3 the lab or a tool broke.
+const EXIT_FAILED: u8 = 1;
+const EXIT_INPUT: u8 = 2;
+const EXIT_BROKEN: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Images { command } => images_cmd(command),
+    }
+}
+
+fn images_cmd(cmd: ImagesCmd) -> ExitCode {
+    let (ImagesCmd::Build(a) | ImagesCmd::Check(a) | ImagesCmd::List(a)) = &cmd;
+    let cache = a.cache.clone().unwrap_or_else(images::cache::default_root);
+    let recipes = match images::load_recipes(&a.recipes, &a.names) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    match cmd {
+        ImagesCmd::Build(_) => {
+            for r in &recipes {
+                let start = std::time::Instant::now();
+                match images::build(r, &cache, &mut |l| eprintln!("{l}")) {
+                    Ok(b) => println!(
+                        "{} {} ({:.1} s): {}",
+                        if b.cache_hit { "cached" } else { "built " },
+                        r.name,
+                        start.elapsed().as_secs_f64(),
+                        b.image.dir.display()
+                    ),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(match e {
+                            images::BuildError::Recipe(_) => EXIT_INPUT,
+                            _ => EXIT_BROKEN,
+                        });
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        ImagesCmd::List(_) => {
+            for r in &recipes {
+                match images::lookup(r, &cache) {
+                    Ok(img) => println!("{}\t{}\t{}", r.name, img.manifest.recipe_hash, img.dir.display()),
+                    Err(e) => println!("{}\t-\t{e}", r.name),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        ImagesCmd::Check(a) => check_images(&recipes, &cache, a.accel),
+    }
+}
+
+fn check_images(recipes: &[faultline::recipe::Recipe], cache: &std::path::Path, forced: Option<faultline::accel::Accel>) -> ExitCode {
+    let mut built = Vec::new();
+    for r in recipes {
+        match images::lookup(r, cache) {
+            Ok(i) => built.push(i),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_BROKEN);
+            }
+        }
+    }
+    let decision = faultline::accel::decide(forced, built.first().map(|i| i.kernel()).as_deref());
+    eprintln!("accelerator: {} ({})", decision.accel.as_str(), decision.reason);
+    let work = match tempfile::Builder::new().prefix("faultline-check-").tempdir() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: creating a work folder: {e}");
+            return ExitCode::from(EXIT_BROKEN);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let mut code = ExitCode::SUCCESS;
+    for image in &built {
+        match rt.block_on(images::check::check(image, decision.accel, work.path())) {
+            Ok(r) => {
+                println!("{}", images::check::summary(&r));
+                if !r.passed() {
+                    code = ExitCode::from(EXIT_FAILED);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                let kept = work.keep();
+                eprintln!("guest files kept in {}", kept.display());
+                return ExitCode::from(EXIT_BROKEN);
+            }
+        }
+    }
+    code
+}

@@ -1,0 +1,132 @@
+//! Child processes that cannot outlive the harness.
+//!
+//! Architecture invariant: every long-lived child (QEMU, mmdebstrap, later nbdkit) is started
+//! through [`spawn`], which puts it in a process group of its own and asks the kernel to
+//! SIGKILL it when the thread that started it dies; [`Group`] kills the whole group on drop,
+//! SIGTERM first, SIGKILL after a grace period.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// A child in a process group of its own, killed with its group on drop.
+#[derive(Debug)]
+pub struct Group {
+    child: Child,
+    pgid: Pid,
+    reaped: Option<ExitStatus>,
+}
+
+/// Start `cmd` as the leader of a new process group with a parent-death signal.
+///
+/// The parent-death signal fires when the *thread* that forked dies, so call this from a
+/// thread that lives as long as the child should (the main thread, or a dedicated one).
+pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
+    cmd.process_group(0);
+    // SAFETY: prctl and getppid are async-signal-safe; nothing here allocates.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() == 1 {
+                return Err(io::Error::other("parent exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pgid = Pid::from_raw(child.id() as i32);
+    Ok(Group { child, pgid, reaped: None })
+}
+
+/// The deadline passed before the child exited.
+#[derive(Debug, thiserror::Error)]
+#[error("still running after {0:?}")]
+pub struct TimedOut(pub Duration);
+
+impl Group {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Exit status if the leader has exited, without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.reaped.is_none() {
+            self.reaped = self.child.try_wait()?;
+        }
+        Ok(self.reaped)
+    }
+
+    /// Wait for the leader to exit, at most `limit`.
+    pub fn wait_for(&mut self, limit: Duration) -> io::Result<Result<ExitStatus, TimedOut>> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(Ok(s));
+            }
+            if start.elapsed() >= limit {
+                return Ok(Err(TimedOut(limit)));
+            }
+            std::thread::sleep(Duration::from_millis(50).min(limit.saturating_sub(start.elapsed())));
+        }
+    }
+
+    /// SIGTERM the group, wait up to `grace`, then SIGKILL it. Idempotent.
+    pub fn terminate(&mut self, grace: Duration) {
+        let _ = killpg(self.pgid, Signal::SIGTERM);
+        if !matches!(self.wait_for(grace), Ok(Ok(_))) {
+            let _ = killpg(self.pgid, Signal::SIGKILL);
+            let _ = self.wait_for(Duration::from_secs(5));
+        }
+        // Members other than the leader may remain after it exits; they get no grace.
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.terminate(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_a_group_kills_its_members() {
+        // The leader starts a grandchild in the same group and then waits on it.
+        let mut g = spawn(Command::new("sh").args(["-c", "sleep 300 & echo $! ; wait"]).stdout(std::process::Stdio::piped())).unwrap();
+        let mut out = g.child.stdout.take().unwrap();
+        let mut line = String::new();
+        use std::io::Read;
+        let mut byte = [0u8];
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0] as char);
+        }
+        let grandchild: i32 = line.trim().parse().unwrap();
+        drop(g);
+        std::thread::sleep(Duration::from_millis(100));
+        let alive = nix::sys::signal::kill(Pid::from_raw(grandchild), None).is_ok()
+            && !std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default().contains(") Z");
+        assert!(!alive, "grandchild {grandchild} survived");
+    }
+
+    #[test]
+    fn waits_have_deadlines() {
+        let mut g = spawn(&mut Command::new("sleep").arg("30")).unwrap();
+        let start = Instant::now();
+        assert!(g.wait_for(Duration::from_millis(200)).unwrap().is_err());
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,211 @@
+//! A qemu-guest-agent client: sync, exec with output and exit code, file read and write.
+//!
+//! The agent's channel is a byte stream that may hold stale replies (from a previous
+//! connection, or a command that timed out), so every exchange starts from a
+//! `guest-sync-delimited` whose 0xFF marker and unique id tell us where fresh replies begin.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("guest agent socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("guest agent: no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("guest agent: connection closed")]
+    Closed,
+    #[error("guest agent: {0}")]
+    Protocol(String),
+    #[error("guest agent command {command} failed: {desc}")]
+    Command { command: String, desc: String },
+    #[error("guest command still running after {limit:?}: {command}")]
+    ExecTimeout { command: String, limit: Duration },
+}
+
+/// What a command run in the guest printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    pub fn ok(&self) -> bool {
+        self.exit_code == 0
+    }
+}
+
+pub struct Agent {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+}
+
+impl Agent {
+    pub async fn connect(socket: &Path) -> Result<Agent, AgentError> {
+        let stream = UnixStream::connect(socket).await?;
+        let (r, w) = stream.into_split();
+        // Ids unique across connections, so a stale reply can never match.
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        Ok(Agent { reader: BufReader::new(r), writer: w, next_id: seed & 0x7fff_ffff_ffff })
+    }
+
+    /// Wait until the agent answers a sync, resending every `every` (it ignores what arrives
+    /// before it is up), giving up at `limit`. Returns how long it took.
+    pub async fn wait_ready(&mut self, limit: Duration) -> Result<Duration, AgentError> {
+        let start = Instant::now();
+        let every = Duration::from_millis(250);
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(AgentError::Timeout(limit));
+            }
+            match self.sync(every.min(left)).await {
+                Ok(()) => return Ok(start.elapsed()),
+                Err(AgentError::Timeout(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One sync round: send `guest-sync-delimited`, skip to the 0xFF marker, read our id.
+    pub async fn sync(&mut self, limit: Duration) -> Result<(), AgentError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"execute": "guest-sync-delimited", "arguments": {"id": id}});
+        // A leading 0xFF resets the agent's parser if a previous command was cut off.
+        let mut bytes = vec![0xFFu8];
+        bytes.extend_from_slice(msg.to_string().as_bytes());
+        bytes.push(b'\n');
+        self.writer.write_all(&bytes).await?;
+        tokio::time::timeout(limit, async {
+            loop {
+                // Skip to the marker.
+                loop {
+                    let b = self.reader.read_u8().await.map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => AgentError::Closed,
+                        _ => AgentError::Io(e),
+                    })?;
+                    if b == 0xFF {
+                        break;
+                    }
+                }
+                let v = self.read_value().await?;
+                if v.get("return").and_then(Value::as_u64) == Some(id) {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+        .map_err(|_| AgentError::Timeout(limit))?
+    }
+
+    async fn read_value(&mut self) -> Result<Value, AgentError> {
+        let mut line = Vec::new();
+        if self.reader.read_until(b'\n', &mut line).await? == 0 {
+            return Err(AgentError::Closed);
+        }
+        let line = String::from_utf8_lossy(&line);
+        serde_json::from_str(line.trim_start_matches('\u{FFFD}')).map_err(|e| AgentError::Protocol(format!("bad JSON {line:?}: {e}")))
+    }
+
+    /// Run one agent command after a sync, returning its `return` value.
+    pub async fn execute(&mut self, command: &str, args: Value, limit: Duration) -> Result<Value, AgentError> {
+        let start = Instant::now();
+        self.sync(limit).await?;
+        let msg = json!({"execute": command, "arguments": args});
+        let mut line = msg.to_string();
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).await?;
+        let left = limit.saturating_sub(start.elapsed());
+        let v = tokio::time::timeout(left, self.read_value()).await.map_err(|_| AgentError::Timeout(limit))??;
+        if let Some(r) = v.get("return") {
+            return Ok(r.clone());
+        }
+        if let Some(e) = v.get("error") {
+            return Err(AgentError::Command { command: command.to_string(), desc: e["desc"].as_str().unwrap_or("?").to_string() });
+        }
+        Err(AgentError::Protocol(format!("unexpected reply {v}")))
+    }
+
+    /// Run `script` with `/bin/sh -c` in the guest and wait for it, at most `limit`.
+    pub async fn exec(&mut self, script: &str, limit: Duration) -> Result<ExecOutput, AgentError> {
+        let start = Instant::now();
+        let per_call = Duration::from_secs(10).min(limit);
+        let r = self
+            .execute("guest-exec", json!({"path": "/bin/sh", "arg": ["-c", script], "capture-output": true}), per_call)
+            .await?;
+        let pid = r["pid"].as_i64().ok_or_else(|| AgentError::Protocol(format!("guest-exec returned {r}")))?;
+        let mut poll = Duration::from_millis(20);
+        loop {
+            let s = self.execute("guest-exec-status", json!({"pid": pid}), per_call).await?;
+            if s["exited"].as_bool() == Some(true) {
+                let b64 = |k: &str| -> String {
+                    s.get(k)
+                        .and_then(Value::as_str)
+                        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default()
+                };
+                let exit_code = s["exitcode"].as_i64().or_else(|| s["signal"].as_i64().map(|sig| 128 + sig)).unwrap_or(-1);
+                return Ok(ExecOutput { exit_code, stdout: b64("out-data"), stderr: b64("err-data") });
+            }
+            if start.elapsed() >= limit {
+                // Don't leave it running: the guest's process table is evidence too.
+                let _ = self.exec_kill(pid).await;
+                return Err(AgentError::ExecTimeout { command: script.to_string(), limit });
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    async fn exec_kill(&mut self, pid: i64) -> Result<(), AgentError> {
+        self.execute("guest-exec", json!({"path": "/bin/kill", "arg": ["-9", pid.to_string()]}), Duration::from_secs(5)).await.map(|_| ())
+    }
+
+    /// Read a whole file from the guest.
+    pub async fn read_file(&mut self, path: &str, limit: Duration) -> Result<Vec<u8>, AgentError> {
+        let h = self.execute("guest-file-open", json!({"path": path, "mode": "r"}), limit).await?;
+        let handle = h.as_i64().ok_or_else(|| AgentError::Protocol(format!("guest-file-open returned {h}")))?;
+        let mut data = Vec::new();
+        let result = async {
+            loop {
+                let r = self.execute("guest-file-read", json!({"handle": handle, "count": 1 << 20}), limit).await?;
+                if let Some(b) = r["buf-b64"].as_str() {
+                    data.extend(base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| AgentError::Protocol(e.to_string()))?);
+                }
+                if r["eof"].as_bool() != Some(false) {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        let _ = self.execute("guest-file-close", json!({"handle": handle}), limit).await;
+        result.map(|_| data)
+    }
+
+    /// Write `data` to a file in the guest, replacing it.
+    pub async fn write_file(&mut self, path: &str, data: &[u8], limit: Duration) -> Result<(), AgentError> {
+        let h = self.execute("guest-file-open", json!({"path": path, "mode": "w"}), limit).await?;
+        let handle = h.as_i64().ok_or_else(|| AgentError::Protocol(format!("guest-file-open returned {h}")))?;
+        let mut result = Ok(());
+        for chunk in data.chunks(1 << 20) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
+            if let Err(e) = self.execute("guest-file-write", json!({"handle": handle, "buf-b64": b64}), limit).await {
+                result = Err(e);
+                break;
+            }
+        }
+        let close = self.execute("guest-file-close", json!({"handle": handle}), limit).await;
+        result.and(close.map(|_| ()))
+    }
+}

@@ -1,0 +1,186 @@
+//! One QEMU process per guest: started on a throwaway overlay of its image, driven through
+//! QMP (the machine) and qemu-guest-agent (inside), its serial console logged from the first
+//! byte, and killed with its process group however the harness ends.
+
+pub mod agent;
+pub mod argv;
+pub mod qmp;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::accel::Accel;
+use crate::images::{tail, Image};
+use crate::procs;
+pub use agent::{Agent, ExecOutput};
+pub use argv::{MachineSpec, Nic, NicBackend};
+pub use qmp::Qmp;
+
+/// A guest failed; carries what a person needs to see why.
+#[derive(Debug, thiserror::Error)]
+#[error("guest {guest}: {what}\n--- QEMU stderr ---\n{stderr}\n--- console, last lines ---\n{console}")]
+pub struct VmError {
+    pub guest: String,
+    pub what: String,
+    pub stderr: String,
+    pub console: String,
+}
+
+/// What to start.
+pub struct Launch<'a> {
+    pub name: String,
+    pub image: &'a Image,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// Appended to the image's kernel command line.
+    pub extra_cmdline: String,
+    pub nics: Vec<Nic>,
+    /// Where this guest's overlay, sockets and logs go.
+    pub dir: PathBuf,
+}
+
+pub struct Machine {
+    pub name: String,
+    pub dir: PathBuf,
+    pub accel: Accel,
+    pub qmp: Qmp,
+    pub agent: Agent,
+    pub started: Instant,
+    group: procs::Group,
+}
+
+impl Machine {
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    /// Create the overlay, start QEMU and connect to QMP and the agent socket. Does not wait
+    /// for the guest to boot: see [`Machine::wait_agent`].
+    pub async fn start(l: Launch<'_>) -> Result<Machine, VmError> {
+        let fail = |what: String| VmError { guest: l.name.clone(), what, stderr: tail(&l.dir.join("qemu.stderr"), 20), console: console_tail(&l.dir.join("console.log")) };
+        std::fs::create_dir_all(&l.dir).map_err(|e| fail(format!("creating {}: {e}", l.dir.display())))?;
+        let disk = l.dir.join("disk.qcow2");
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(l.image.root())
+            .arg(&disk)
+            .output()
+            .map_err(|e| fail(format!("running qemu-img: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        let spec = MachineSpec {
+            name: l.name.clone(),
+            accel: l.accel,
+            cpus: l.cpus,
+            memory_mib: l.memory_mib,
+            kernel: l.image.kernel(),
+            initrd: l.image.initrd(),
+            cmdline: format!("{} {}", l.image.manifest.cmdline, l.extra_cmdline).trim().to_string(),
+            disk,
+            qmp_socket: l.dir.join("qmp.sock"),
+            agent_socket: l.dir.join("agent.sock"),
+            console_log: l.dir.join("console.log"),
+            nics: l.nics.clone(),
+        };
+        for s in [&spec.qmp_socket, &spec.agent_socket] {
+            let _ = std::fs::remove_file(s);
+        }
+        let stderr = std::fs::File::create(l.dir.join("qemu.stderr")).map_err(|e| fail(format!("creating qemu.stderr: {e}")))?;
+        let args = argv::argv(&spec);
+        std::fs::write(l.dir.join("qemu.argv"), args.join("\n") + "\n").map_err(|e| fail(format!("writing qemu.argv: {e}")))?;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        let started = Instant::now();
+        let mut group = procs::spawn(&mut cmd).map_err(|e| fail(format!("cannot start qemu-system-x86_64: {e}")))?;
+
+        // The sockets appear once QEMU has parsed its arguments; an early exit is a bad start.
+        let deadline = started + Duration::from_secs(10);
+        while !spec.qmp_socket.exists() || !spec.agent_socket.exists() {
+            if let Ok(Some(status)) = group.try_wait() {
+                return Err(fail(format!("QEMU exited at start ({status})")));
+            }
+            if Instant::now() > deadline {
+                return Err(fail("QEMU did not create its sockets within 10 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let qmp = Qmp::connect(&spec.qmp_socket, Duration::from_secs(10)).await.map_err(|e| fail(e.to_string()))?;
+        let agent = Agent::connect(&spec.agent_socket).await.map_err(|e| fail(e.to_string()))?;
+        Ok(Machine { name: l.name, dir: l.dir, accel: l.accel, qmp, agent, started, group })
+    }
+
+    /// An error about this guest, with its QEMU stderr and console tail attached.
+    pub fn error(&self, what: impl Into<String>) -> VmError {
+        VmError { guest: self.name.clone(), what: what.into(), stderr: tail(&self.dir.join("qemu.stderr"), 20), console: console_tail(&self.console_log()) }
+    }
+
+    /// Wait for the guest agent to answer, at most `limit`; fails early if QEMU exits.
+    /// Returns the time since QEMU was started.
+    pub async fn wait_agent(&mut self, limit: Duration) -> Result<Duration, VmError> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.group.try_wait() {
+                return Err(self.error(format!("QEMU exited while the guest was booting ({status})")));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.error(format!("no answer from the guest agent within {limit:?}")));
+            }
+            match self.agent.wait_ready(left.min(Duration::from_secs(1))).await {
+                Ok(_) => return Ok(self.started.elapsed()),
+                Err(agent::AgentError::Timeout(_)) => continue,
+                Err(e) => return Err(self.error(e.to_string())),
+            }
+        }
+    }
+
+    /// Run a shell script in the guest.
+    pub async fn exec(&mut self, script: &str, limit: Duration) -> Result<ExecOutput, VmError> {
+        match self.agent.exec(script, limit).await {
+            Ok(o) => Ok(o),
+            Err(e) => Err(self.error(e.to_string())),
+        }
+    }
+
+    /// Ask QEMU to quit, then make sure its whole group is gone.
+    pub async fn shutdown(mut self) {
+        let _ = self.qmp.execute("quit", None, Duration::from_secs(2)).await;
+        self.group.terminate(Duration::from_secs(3));
+    }
+}
+
+/// The console's last lines with terminal escapes taken out.
+pub fn console_tail(path: &Path) -> String {
+    strip_ansi(&tail(path, 25))
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_are_stripped() {
+        assert_eq!(super::strip_ansi("[\u{1b}[0;32m  OK  \u{1b}[0m] Started x\r"), "[  OK  ] Started x");
+    }
+}
