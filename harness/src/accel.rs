@@ -61,15 +61,29 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(10);
 /// KVM must pass [`cpu_virt_flags`] and a probe boot of `probe_kernel`.
 pub fn decide(forced: Option<Accel>, probe_kernel: Option<&Path>) -> Decision {
     if let Some(accel) = forced {
-        return Decision { accel, reason: "chosen by the user".into() };
+        return Decision {
+            accel,
+            reason: "chosen by the user".into(),
+        };
     }
     if let Ok(v) = std::env::var("FAULTLINE_ACCEL") {
         if let Ok(accel) = v.parse() {
-            return Decision { accel, reason: "FAULTLINE_ACCEL".into() };
+            return Decision {
+                accel,
+                reason: "FAULTLINE_ACCEL".into(),
+            };
         }
     }
-    let tcg = |reason: String| Decision { accel: Accel::Tcg, reason };
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    let tcg = |reason: String| Decision {
+        accel: Accel::Tcg,
+        reason,
+    };
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return tcg("no usable /dev/kvm".into());
     }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -80,7 +94,13 @@ pub fn decide(forced: Option<Accel>, probe_kernel: Option<&Path>) -> Decision {
         return tcg("no kernel to probe KVM with yet".into());
     };
     match probe(kernel) {
-        Ok(t) => Decision { accel: Accel::Kvm, reason: format!("probe kernel printed its banner under KVM in {:.1} s", t.as_secs_f64()) },
+        Ok(t) => Decision {
+            accel: Accel::Kvm,
+            reason: format!(
+                "probe kernel printed its banner under KVM in {:.1} s",
+                t.as_secs_f64()
+            ),
+        },
         Err(why) => tcg(format!("KVM probe failed: {why}")),
     }
 }
@@ -98,11 +118,30 @@ pub fn cpu_virt_flags(cpuinfo: &str) -> bool {
 fn probe(kernel: &Path) -> Result<Duration, String> {
     let start = Instant::now();
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-machine", "pc", "-accel", "kvm", "-cpu", "host", "-m", "256M", "-serial", "stdio", "-append", "console=ttyS0 panic=-1", "-kernel"])
-        .arg(kernel)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-machine",
+        "pc",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "256M",
+        "-serial",
+        "stdio",
+        "-append",
+        "console=ttyS0 panic=-1",
+        "-kernel",
+    ])
+    .arg(kernel)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = procs::spawn(&mut cmd).map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut out = child.take_stdout().ok_or("no stdout")?;
     // Read on a thread so the deadline holds even when QEMU prints nothing at all.
@@ -121,7 +160,10 @@ fn probe(kernel: &Path) -> Result<Duration, String> {
             }
         }
     });
-    let result = rx.recv_timeout(PROBE_DEADLINE).map(|_| start.elapsed()).map_err(|_| format!("no kernel banner within {PROBE_DEADLINE:?}"));
+    let result = rx
+        .recv_timeout(PROBE_DEADLINE)
+        .map(|_| start.elapsed())
+        .map_err(|_| format!("no kernel banner within {PROBE_DEADLINE:?}"));
     child.terminate(Duration::from_millis(200));
     result
 }
@@ -134,7 +176,9 @@ mod tests {
     fn flags_are_read_from_the_flags_line_only() {
         assert!(cpu_virt_flags("processor : 0\nflags\t\t: fpu vme de vmx sse\n"));
         assert!(cpu_virt_flags("flags : fpu svm\n"));
-        assert!(!cpu_virt_flags("flags : fpu vme hypervisor\nmodel name : vmx-lookalike\n"));
+        assert!(!cpu_virt_flags(
+            "flags : fpu vme hypervisor\nmodel name : vmx-lookalike\n"
+        ));
     }
 
     #[test]

@@ -10,11 +10,26 @@ pub struct Tool {
     pub package: &'static str,
 }
 
-pub const MMDEBSTRAP: Tool = Tool { program: "mmdebstrap", package: "mmdebstrap" };
-pub const MKFS_EXT4: Tool = Tool { program: "mkfs.ext4", package: "e2fsprogs" };
-pub const QEMU_IMG: Tool = Tool { program: "qemu-img", package: "qemu-utils" };
-pub const QEMU_SYSTEM: Tool = Tool { program: "qemu-system-x86_64", package: "qemu-system-x86" };
-pub const TSHARK: Tool = Tool { program: "tshark", package: "tshark" };
+pub const MMDEBSTRAP: Tool = Tool {
+    program: "mmdebstrap",
+    package: "mmdebstrap",
+};
+pub const MKFS_EXT4: Tool = Tool {
+    program: "mkfs.ext4",
+    package: "e2fsprogs",
+};
+pub const QEMU_IMG: Tool = Tool {
+    program: "qemu-img",
+    package: "qemu-utils",
+};
+pub const QEMU_SYSTEM: Tool = Tool {
+    program: "qemu-system-x86_64",
+    package: "qemu-system-x86",
+};
+pub const TSHARK: Tool = Tool {
+    program: "tshark",
+    package: "tshark",
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("missing host tool `{}`: install it with `apt-get install {}`", tool.program, tool.package)]
@@ -39,7 +54,8 @@ pub fn require(tools: &[Tool]) -> Result<(), Missing> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -48,7 +64,10 @@ mod tests {
 
     #[test]
     fn a_missing_tool_names_its_package() {
-        let t = Tool { program: "faultline-no-such-program", package: "some-package" };
+        let t = Tool {
+            program: "faultline-no-such-program",
+            package: "some-package",
+        };
         let e = find(t).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -58,7 +77,10 @@ mod tests {
 
     #[test]
     fn a_present_tool_is_found() {
-        let t = Tool { program: "sh", package: "dash" };
+        let t = Tool {
+            program: "sh",
+            package: "dash",
+        };
         assert!(find(t).unwrap().is_absolute());
     }
 }

@@ -4,7 +4,7 @@
 pub mod accel;
 pub mod hosttools;
 pub mod images;
-pub mod qemu;
 pub mod procs;
+pub mod qemu;
 pub mod recipe;
 pub mod span;

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use faultline::images;
 
 #[derive(Parser)]
-#[command(name = "faultline", version, about = "Fault-injection harness: NFSv3 and Dovecot on stock kernels in QEMU guests")]
+#[command(
+    name = "faultline",
+    version,
+    about = "Fault-injection harness: NFSv3 and Dovecot on stock kernels in QEMU guests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -72,26 +76,34 @@ fn images_cmd(cmd: ImagesCmd) -> ExitCode {
     };
     match cmd {
         ImagesCmd::Build(_) => {
-            for r in &recipes {
-                let start = std::time::Instant::now();
-                match images::build(r, &cache, &mut |l| eprintln!("{l}")) {
+            let start = std::time::Instant::now();
+            let results = images::build_all(&recipes, &cache, &|l| eprintln!("{l}"));
+            let mut code = ExitCode::SUCCESS;
+            for (r, result) in recipes.iter().zip(results) {
+                match result {
                     Ok(b) => println!(
-                        "{} {} ({:.1} s): {}",
+                        "{} {} ({:.1} s, {} MiB): {}",
                         if b.cache_hit { "cached" } else { "built " },
                         r.name,
-                        start.elapsed().as_secs_f64(),
+                        if b.cache_hit {
+                            0.0
+                        } else {
+                            b.image.manifest.build_seconds
+                        },
+                        b.image.manifest.sizes.values().sum::<u64>() >> 20,
                         b.image.dir.display()
                     ),
                     Err(e) => {
                         eprintln!("error: {e}");
-                        return ExitCode::from(match e {
+                        code = ExitCode::from(match e {
                             images::BuildError::Recipe(_) => EXIT_INPUT,
                             _ => EXIT_BROKEN,
                         });
                     }
                 }
             }
-            ExitCode::SUCCESS
+            eprintln!("images: {:.2} s in all", start.elapsed().as_secs_f64());
+            code
         }
         ImagesCmd::List(_) => {
             for r in &recipes {
@@ -106,7 +118,11 @@ fn images_cmd(cmd: ImagesCmd) -> ExitCode {
     }
 }
 
-fn check_images(recipes: &[faultline::recipe::Recipe], cache: &std::path::Path, forced: Option<faultline::accel::Accel>) -> ExitCode {
+fn check_images(
+    recipes: &[faultline::recipe::Recipe],
+    cache: &std::path::Path,
+    forced: Option<faultline::accel::Accel>,
+) -> ExitCode {
     let mut built = Vec::new();
     for r in recipes {
         match images::lookup(r, cache) {
@@ -126,7 +142,10 @@ fn check_images(recipes: &[faultline::recipe::Recipe], cache: &std::path::Path, 
             return ExitCode::from(EXIT_BROKEN);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let mut code = ExitCode::SUCCESS;
     for image in &built {
         match rt.block_on(images::check::check(image, decision.accel, work.path())) {

@@ -42,7 +42,11 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
     }
     let child = cmd.spawn()?;
     let pgid = Pid::from_raw(child.id() as i32);
-    Ok(Group { child, pgid, reaped: None })
+    Ok(Group {
+        child,
+        pgid,
+        reaped: None,
+    })
 }
 
 /// The deadline passed before the child exited.
@@ -106,7 +110,12 @@ mod tests {
     #[test]
     fn dropping_a_group_kills_its_members() {
         // The leader starts a grandchild in the same group and then waits on it.
-        let mut g = spawn(Command::new("sh").args(["-c", "sleep 300 & echo $! ; wait"]).stdout(std::process::Stdio::piped())).unwrap();
+        let mut g = spawn(
+            Command::new("sh")
+                .args(["-c", "sleep 300 & echo $! ; wait"])
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
         let mut out = g.child.stdout.take().unwrap();
         let mut line = String::new();
         use std::io::Read;
@@ -118,13 +127,15 @@ mod tests {
         drop(g);
         std::thread::sleep(Duration::from_millis(100));
         let alive = nix::sys::signal::kill(Pid::from_raw(grandchild), None).is_ok()
-            && !std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default().contains(") Z");
+            && !std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .unwrap_or_default()
+                .contains(") Z");
         assert!(!alive, "grandchild {grandchild} survived");
     }
 
     #[test]
     fn waits_have_deadlines() {
-        let mut g = spawn(&mut Command::new("sleep").arg("30")).unwrap();
+        let mut g = spawn(Command::new("sleep").arg("30")).unwrap();
         let start = Instant::now();
         assert!(g.wait_for(Duration::from_millis(200)).unwrap().is_err());
         assert!(start.elapsed() < Duration::from_secs(2));

@@ -25,10 +25,7 @@ pub enum RecipeError {
     #[error(transparent)]
     At(#[from] PosError),
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// A validated image recipe, with every host path absolute.
@@ -253,7 +250,10 @@ fn merge_file(
     stack: &mut Vec<PathBuf>,
 ) -> Result<(), RecipeError> {
     let canonical = path.canonicalize().map_err(|source| match included_by {
-        Some(at) => RecipeError::At(at.err(format!("cannot read included recipe {}: {source}", path.display()))),
+        Some(at) => RecipeError::At(at.err(format!(
+            "cannot read included recipe {}: {source}",
+            path.display()
+        ))),
         None => RecipeError::Io {
             path: path.to_path_buf(),
             source,
@@ -261,7 +261,9 @@ fn merge_file(
     })?;
     if stack.contains(&canonical) {
         let at = included_by.expect("the top file cannot be on the stack already");
-        return Err(at.err(format!("include cycle: {} includes itself", path.display())).into());
+        return Err(at
+            .err(format!("include cycle: {} includes itself", path.display()))
+            .into());
     }
     let (text, src) = read(path)?;
     let raw: RawFile = toml::from_str(&text).map_err(|e| PosError::from_toml(&src.path, &text, &e))?;
@@ -380,22 +382,32 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
     }
     for line in &mirrors.value {
         let words: Vec<&str> = line.value.split_whitespace().collect();
-        if words.len() < 3 || !(words[0].starts_with("http://") || words[0].starts_with("https://") || words[0].starts_with("file:/")) {
+        if words.len() < 3
+            || !(words[0].starts_with("http://")
+                || words[0].starts_with("https://")
+                || words[0].starts_with("file:/"))
+        {
             return Err(line
                 .err("a mirror is `URI SUITE COMPONENT...`, e.g. \"http://deb.debian.org/debian bookworm main\"")
                 .into());
         }
     }
     let disk = m.disk_size.clone().ok_or_else(|| missing("disk_size"))?;
-    let disk_size_bytes = parse_size(&disk.value)
-        .ok_or_else(|| disk.err(format!("bad size {:?}: use a number with K, M or G, e.g. \"2G\"", disk.value)))?;
+    let disk_size_bytes = parse_size(&disk.value).ok_or_else(|| {
+        disk.err(format!(
+            "bad size {:?}: use a number with K, M or G, e.g. \"2G\"",
+            disk.value
+        ))
+    })?;
     if disk_size_bytes < 256 << 20 {
         return Err(disk.err("disk_size must be at least 256M").into());
     }
 
     for (pkg, version) in &m.packages {
         if !is_package_name(pkg) {
-            return Err(version.err(format!("{pkg:?} is not a Debian package name")).into());
+            return Err(version
+                .err(format!("{pkg:?} is not a Debian package name"))
+                .into());
         }
         if !is_exact_version(&version.value) {
             return Err(version
@@ -413,16 +425,30 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         .ok_or_else(|| missing("kernel.cmdline"))?
         .value;
     let kernel = if let Some(vmlinuz) = &m.kernel_vmlinuz {
-        let modules = m.kernel_modules.clone().ok_or_else(|| vmlinuz.err("a custom kernel also needs `modules` (a folder with the modules of that version)"))?;
-        let version = m.kernel_version.clone().ok_or_else(|| vmlinuz.err("a custom kernel also needs `version` (what `uname -r` prints)"))?;
+        let modules = m.kernel_modules.clone().ok_or_else(|| {
+            vmlinuz.err("a custom kernel also needs `modules` (a folder with the modules of that version)")
+        })?;
+        let version = m
+            .kernel_version
+            .clone()
+            .ok_or_else(|| vmlinuz.err("a custom kernel also needs `version` (what `uname -r` prints)"))?;
         if !vmlinuz.value.is_file() {
-            return Err(vmlinuz.err(format!("no such file: {}", vmlinuz.value.display())).into());
+            return Err(vmlinuz
+                .err(format!("no such file: {}", vmlinuz.value.display()))
+                .into());
         }
         if !modules.value.is_dir() {
-            return Err(modules.err(format!("no such folder: {}", modules.value.display())).into());
+            return Err(modules
+                .err(format!("no such folder: {}", modules.value.display()))
+                .into());
         }
-        if version.value.is_empty() || version.value.contains('/') || version.value.contains(char::is_whitespace) {
-            return Err(version.err("version must be a kernel release string like 6.1.0-custom").into());
+        if version.value.is_empty()
+            || version.value.contains('/')
+            || version.value.contains(char::is_whitespace)
+        {
+            return Err(version
+                .err("version must be a kernel release string like 6.1.0-custom")
+                .into());
         }
         Kernel::Custom {
             vmlinuz: vmlinuz.value.clone(),
@@ -431,13 +457,21 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
             cmdline,
         }
     } else {
-        let package = m.kernel_package.clone().ok_or_else(|| missing("kernel.package"))?;
+        let package = m
+            .kernel_package
+            .clone()
+            .ok_or_else(|| missing("kernel.package"))?;
         if !package.value.starts_with("linux-image-") {
-            return Err(package.err("kernel.package must be a linux-image-<release> package").into());
+            return Err(package
+                .err("kernel.package must be a linux-image-<release> package")
+                .into());
         }
         if !m.packages.contains_key(&package.value) {
             return Err(package
-                .err(format!("kernel package {} is not pinned in [packages]", package.value))
+                .err(format!(
+                    "kernel package {} is not pinned in [packages]",
+                    package.value
+                ))
                 .into());
         }
         Kernel::Debian {
@@ -449,7 +483,11 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
     let mut files = BTreeMap::new();
     for (guest, host) in &m.files {
         if !guest.starts_with('/') || guest.split('/').any(|c| c == "..") || guest.ends_with('/') {
-            return Err(host.err(format!("guest path {guest:?} must be absolute, name a file, and have no '..'")).into());
+            return Err(host
+                .err(format!(
+                    "guest path {guest:?} must be absolute, name a file, and have no '..'"
+                ))
+                .into());
         }
         if !host.value.is_file() {
             return Err(host.err(format!("no such file: {}", host.value.display())).into());
@@ -461,7 +499,12 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         let mut out: Vec<String> = Vec::new();
         for u in v {
             if !is_unit_name(&u.value) {
-                return Err(u.err(format!("{:?} is not a systemd unit name (e.g. nfs-server.service)", u.value)).into());
+                return Err(u
+                    .err(format!(
+                        "{:?} is not a systemd unit name (e.g. nfs-server.service)",
+                        u.value
+                    ))
+                    .into());
             }
             if !out.contains(&u.value) {
                 out.push(u.value.clone());
@@ -518,15 +561,19 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
 
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
 }
 
 /// Debian policy 5.6.1: lower-case alphanumerics and + - ., at least two, starting alphanumeric.
 fn is_package_name(s: &str) -> bool {
     s.len() >= 2
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
 }
 
 /// Debian policy 5.6.12: `[epoch:]upstream[-revision]`, upstream starting with a digit.
@@ -542,14 +589,19 @@ fn is_exact_version(v: &str) -> bool {
         }
     }
     rest.bytes().next().is_some_and(|b| b.is_ascii_digit())
-        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".+~-:".contains(&b))
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".+~-:".contains(&b))
         && !rest.ends_with('-')
 }
 
 fn is_unit_name(s: &str) -> bool {
-    const KINDS: [&str; 8] = [".service", ".socket", ".timer", ".target", ".mount", ".path", ".slice", ".device"];
+    const KINDS: [&str; 8] = [
+        ".service", ".socket", ".timer", ".target", ".mount", ".path", ".slice", ".device",
+    ];
     KINDS.iter().any(|k| s.len() > k.len() && s.ends_with(k))
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"@_.-:\\".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@_.-:\\".contains(&b))
 }
 
 /// "2G", "512M", "1048576" → bytes.

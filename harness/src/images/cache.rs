@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! images/<name>-<key>/     a finished image: vmlinuz, initrd.img, root.qcow2, manifest.json, build.log
-//! images/.tmp/<name>-<key>/ a build in progress (removed when it ends, swept when the next build starts)
-//! images/.lock             held while building, so two builds never write the same entry
+//! images/.tmp/<name>-<key>/ a build in progress (removed when it ends, swept by the next build of it)
+//! images/.lock-<name>-<key> held while building that entry, so two builds never write it at
+//!                          once; different images build in parallel
 //! ```
 //!
 //! Architecture invariant: an entry directory exists only once it is complete: it is renamed
@@ -125,21 +126,21 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-/// An exclusive lock on the cache, held while building. Released on drop (and by the kernel
-/// if the process dies).
+/// An exclusive lock on one cache entry, held while building it. Released on drop (and by
+/// the kernel if the process dies).
 pub struct Lock {
     _file: File,
 }
 
 impl Lock {
-    pub fn acquire(images_dir: &Path) -> io::Result<Lock> {
+    pub fn acquire(images_dir: &Path, entry: &str) -> io::Result<Lock> {
         use std::os::fd::AsRawFd;
         std::fs::create_dir_all(images_dir)?;
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(images_dir.join(".lock"))?;
+            .open(images_dir.join(format!(".lock-{entry}")))?;
         // Blocking: a second `images build` waits for the first and then finds its entry.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io::Error::last_os_error());
@@ -190,7 +191,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut moved = r.clone();
         for host in moved.files.values_mut() {
-            let copy = dir.path().join(host.file_name().unwrap()).with_extension(format!("{}", rand_suffix(host)));
+            let copy = dir
+                .path()
+                .join(host.file_name().unwrap())
+                .with_extension(rand_suffix(host));
             std::fs::copy(&*host, &copy).unwrap();
             *host = copy;
         }

@@ -40,7 +40,10 @@ pub async fn check(image: &Image, accel: Accel, work: &Path) -> Result<CheckRepo
         cpus: 2,
         memory_mib: 1024,
         extra_cmdline: String::new(),
-        nics: vec![Nic { mac: argv::mac(1, 0), backend: NicBackend::Unplugged }],
+        nics: vec![Nic {
+            mac: argv::mac(1, 0),
+            backend: NicBackend::Unplugged,
+        }],
         dir: work.join(&m.name),
     };
     let mut vm = Machine::start(launch).await?;
@@ -59,13 +62,21 @@ async fn inspect(vm: &mut Machine, image: &Image) -> Result<CheckReport, VmError
     let mut problems = Vec::new();
     let system_state = state.stdout.trim().to_string();
     if system_state != "running" {
-        let failed = vm.exec("systemctl --failed --no-legend --plain | cut -d' ' -f1", scale(5)).await?;
-        problems.push(format!("system is {system_state:?}; failed units: {}", failed.stdout.split_whitespace().collect::<Vec<_>>().join(" ")));
+        let failed = vm
+            .exec("systemctl --failed --no-legend --plain | cut -d' ' -f1", scale(5))
+            .await?;
+        problems.push(format!(
+            "system is {system_state:?}; failed units: {}",
+            failed.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
     }
     let uname = vm.exec("uname -r", scale(5)).await?;
     let kernel_release = uname.stdout.trim().to_string();
     if kernel_release != m.kernel_release {
-        problems.push(format!("kernel is {kernel_release}, manifest says {}", m.kernel_release));
+        problems.push(format!(
+            "kernel is {kernel_release}, manifest says {}",
+            m.kernel_release
+        ));
     }
     for svc in &m.check_services {
         let s = vm.exec(&format!("systemctl is-active {svc}"), scale(5)).await?;
@@ -73,8 +84,15 @@ async fn inspect(vm: &mut Machine, image: &Image) -> Result<CheckReport, VmError
             problems.push(format!("{svc} is {}", s.stdout.trim()));
         }
     }
-    let pk = vm.exec("dpkg-query -W -f '${Package}\\t${Version}\\n'", scale(10)).await?;
-    let in_guest: std::collections::BTreeMap<&str, &str> = pk.stdout.lines().filter_map(|l| l.split_once('\t')).filter(|(_, v)| !v.is_empty()).collect();
+    let pk = vm
+        .exec("dpkg-query -W -f '${Package}\\t${Version}\\n'", scale(10))
+        .await?;
+    let in_guest: std::collections::BTreeMap<&str, &str> = pk
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
     for (p, v) in &m.packages {
         match in_guest.get(p.as_str()) {
             Some(g) if g == v => {}

@@ -62,7 +62,10 @@ impl Image {
     fn open(dir: &Path) -> io::Result<Image> {
         let text = std::fs::read_to_string(dir.join("manifest.json"))?;
         let manifest = serde_json::from_str(&text).map_err(io::Error::other)?;
-        Ok(Image { dir: dir.to_path_buf(), manifest })
+        Ok(Image {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
     }
 }
 
@@ -100,7 +103,10 @@ pub enum BuildError {
 /// The recipes in `dir` that describe images (fragments such as common.toml are skipped),
 /// sorted by file name.
 pub fn find_recipes(dir: &Path) -> Result<Vec<PathBuf>, RecipeError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| RecipeError::Io { path: dir.to_path_buf(), source })?;
+    let rd = std::fs::read_dir(dir).map_err(|source| RecipeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut paths: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml"))
@@ -126,7 +132,10 @@ pub fn load_recipes(dir: &Path, names: &[String]) -> Result<Vec<Recipe>, RecipeE
             let known: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
             return Err(RecipeError::Io {
                 path: dir.join(format!("{n}.toml")),
-                source: io::Error::new(io::ErrorKind::NotFound, format!("no image named {n:?} (known: {})", known.join(", "))),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no image named {n:?} (known: {})", known.join(", ")),
+                ),
             });
         }
     }
@@ -143,7 +152,10 @@ pub fn lookup(recipe: &Recipe, cache_root: &Path) -> Result<Image, BuildError> {
     if dir.join("manifest.json").is_file() {
         Image::open(&dir).map_err(|e| io_err(recipe, "reading its manifest", e))
     } else {
-        Err(BuildError::NotBuilt { name: recipe.name.clone(), key })
+        Err(BuildError::NotBuilt {
+            name: recipe.name.clone(),
+            key,
+        })
     }
 }
 
@@ -152,7 +164,30 @@ fn entry_dir(cache_root: &Path, recipe: &Recipe, key: &str) -> PathBuf {
 }
 
 fn io_err(recipe: &Recipe, context: &str, source: io::Error) -> BuildError {
-    BuildError::Io { name: recipe.name.clone(), context: context.to_string(), source }
+    BuildError::Io {
+        name: recipe.name.clone(),
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Build every recipe at once (each build is mostly one busy process, so they share the
+/// machine well), returning results in the recipes' order.
+pub fn build_all(
+    recipes: &[Recipe],
+    cache_root: &Path,
+    say: &(dyn Fn(&str) + Sync),
+) -> Vec<Result<Built, BuildError>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = recipes
+            .iter()
+            .map(|r| s.spawn(move || build(r, cache_root, &mut |l| say(l))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a build thread panicked"))
+            .collect()
+    })
 }
 
 /// How a build ended.
@@ -168,28 +203,39 @@ const BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// Build `recipe` into the cache unless an entry for it exists. `say` receives progress lines.
 pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> Result<Built, BuildError> {
     if let Ok(image) = lookup(recipe, cache_root) {
-        return Ok(Built { image, cache_hit: true });
+        return Ok(Built {
+            image,
+            cache_hit: true,
+        });
     }
     hosttools::require(&[hosttools::MMDEBSTRAP, hosttools::MKFS_EXT4, hosttools::QEMU_IMG])?;
     let key = cache::key(recipe).map_err(|e| io_err(recipe, "hashing the recipe's files", e))?;
     let images_dir = cache_root.join("images");
-    let _lock = cache::Lock::acquire(&images_dir).map_err(|e| io_err(recipe, "locking the cache", e))?;
+    let entry = format!("{}-{key}", recipe.name);
+    let _lock = cache::Lock::acquire(&images_dir, &entry)
+        .map_err(|e| io_err(recipe, "locking the cache entry", e))?;
     // Another build may have finished it while we waited for the lock.
     if let Ok(image) = lookup(recipe, cache_root) {
-        return Ok(Built { image, cache_hit: true });
+        return Ok(Built {
+            image,
+            cache_hit: true,
+        });
     }
-    // Holding the lock, nobody else is building: whatever is under .tmp is left over from a
-    // build that was killed, and goes.
-    let tmp_root = images_dir.join(".tmp");
-    let _ = std::fs::remove_dir_all(&tmp_root);
-    let work = tmp_root.join(format!("{}-{key}", recipe.name));
+    // Holding the entry's lock, nobody else is building it: a work folder for it is left
+    // over from a build that was killed, and goes.
+    let work = images_dir.join(".tmp").join(&entry);
+    let _ = std::fs::remove_dir_all(&work);
     let result = build_in(recipe, &key, &work, say);
     match result {
         Ok(manifest) => {
             let dest = entry_dir(cache_root, recipe, &key);
-            std::fs::rename(work.join("out"), &dest).map_err(|e| io_err(recipe, "publishing the entry", e))?;
+            std::fs::rename(work.join("out"), &dest)
+                .map_err(|e| io_err(recipe, "publishing the entry", e))?;
             let _ = std::fs::remove_dir_all(&work);
-            Ok(Built { image: Image { dir: dest, manifest }, cache_hit: false })
+            Ok(Built {
+                image: Image { dir: dest, manifest },
+                cache_hit: false,
+            })
         }
         Err(e) => {
             // Keep the log where the user can read it, outside the half-made entry.
@@ -198,14 +244,31 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
             let _ = std::fs::rename(&log, &kept);
             let _ = std::fs::remove_dir_all(&work);
             Err(match e {
-                BuildError::Tool { name, tool, status, tail, .. } => BuildError::Tool { name, tool, status, log: kept, tail },
+                BuildError::Tool {
+                    name,
+                    tool,
+                    status,
+                    tail,
+                    ..
+                } => BuildError::Tool {
+                    name,
+                    tool,
+                    status,
+                    log: kept,
+                    tail,
+                },
                 other => other,
             })
         }
     }
 }
 
-fn build_in(recipe: &Recipe, key: &str, work: &Path, say: &mut dyn FnMut(&str)) -> Result<Manifest, BuildError> {
+fn build_in(
+    recipe: &Recipe,
+    key: &str,
+    work: &Path,
+    say: &mut dyn FnMut(&str),
+) -> Result<Manifest, BuildError> {
     let started = Instant::now();
     let ioe = |context: &str| {
         let context = context.to_string();
@@ -230,23 +293,42 @@ fn build_in(recipe: &Recipe, key: &str, work: &Path, say: &mut dyn FnMut(&str)) 
     let staged = plan::staged_files(recipe).map_err(ioe("reading the recipe's files"))?;
     for f in &staged {
         let dst = stage.join(&f.staged);
-        std::fs::create_dir_all(dst.parent().expect("staged paths have a parent")).map_err(ioe("staging files"))?;
+        std::fs::create_dir_all(dst.parent().expect("staged paths have a parent"))
+            .map_err(ioe("staging files"))?;
         std::fs::copy(&f.host, &dst).map_err(ioe(&format!("staging {}", f.host.display())))?;
     }
     if let Kernel::Custom { vmlinuz, modules, .. } = &recipe.kernel {
-        run_tool(recipe, "cp", Command::new("cp").arg("-a").arg(modules).arg(stage.join("modules")), &out.join("build.log"))?;
+        run_tool(
+            recipe,
+            "cp",
+            Command::new("cp")
+                .arg("-a")
+                .arg(modules)
+                .arg(stage.join("modules")),
+            &out.join("build.log"),
+        )?;
         std::fs::copy(vmlinuz, out.join("vmlinuz")).map_err(ioe("copying the custom kernel"))?;
     }
     let script = work.join("customize.sh");
-    std::fs::write(&script, plan::customize_script(recipe, &staged)).map_err(ioe("writing the customize script"))?;
+    std::fs::write(&script, plan::customize_script(recipe, &staged))
+        .map_err(ioe("writing the customize script"))?;
 
-    let paths = plan::BuildPaths { script, out: out.clone(), stage };
+    let paths = plan::BuildPaths {
+        script,
+        out: out.clone(),
+        stage,
+    };
     let args = plan::mmdebstrap_args(recipe, mode, &paths);
     let log = out.join("build.log");
-    say(&format!("image {}: mmdebstrap ({} packages pinned, {} mode)", recipe.name, recipe.packages.len(), match mode {
-        plan::Mode::Root => "root",
-        plan::Mode::Unshare => "unshare",
-    }));
+    say(&format!(
+        "image {}: mmdebstrap ({} packages pinned, {} mode)",
+        recipe.name,
+        recipe.packages.len(),
+        match mode {
+            plan::Mode::Root => "root",
+            plan::Mode::Unshare => "unshare",
+        }
+    ));
     let mut cmd = Command::new("mmdebstrap");
     cmd.args(&args).env("TMPDIR", &chroot_tmp);
     run_tool(recipe, "mmdebstrap", &mut cmd, &log)?;
@@ -257,7 +339,10 @@ fn build_in(recipe: &Recipe, key: &str, work: &Path, say: &mut dyn FnMut(&str)) 
     run_tool(
         recipe,
         "qemu-img",
-        Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&raw).arg(&qcow),
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&qcow),
         &log,
     )?;
     std::fs::remove_file(&raw).map_err(ioe("removing the raw image"))?;
@@ -274,14 +359,21 @@ fn build_in(recipe: &Recipe, key: &str, work: &Path, say: &mut dyn FnMut(&str)) 
     for (p, want) in &recipe.packages {
         let got = packages.get(p).cloned().unwrap_or_else(|| "not installed".into());
         if &got != want {
-            return Err(BuildError::PinMismatch { name: recipe.name.clone(), package: p.clone(), want: want.clone(), got });
+            return Err(BuildError::PinMismatch {
+                name: recipe.name.clone(),
+                package: p.clone(),
+                want: want.clone(),
+                got,
+            });
         }
     }
     std::fs::remove_file(out.join("packages.tsv")).map_err(ioe("tidying"))?;
 
     let mut sizes = BTreeMap::new();
     for f in ["vmlinuz", "initrd.img", "root.qcow2"] {
-        let len = std::fs::metadata(out.join(f)).map_err(ioe(&format!("reading {f}")))?.len();
+        let len = std::fs::metadata(out.join(f))
+            .map_err(ioe(&format!("reading {f}")))?
+            .len();
         sizes.insert(f.to_string(), len);
     }
     let manifest = Manifest {
@@ -300,11 +392,17 @@ fn build_in(recipe: &Recipe, key: &str, work: &Path, say: &mut dyn FnMut(&str)) 
         faultline_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let mut f = std::fs::File::create(out.join("manifest.json")).map_err(ioe("writing the manifest"))?;
-    f.write_all(serde_json::to_string_pretty(&manifest).expect("manifest serializes").as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(ioe("writing the manifest"))?;
+    f.write_all(
+        serde_json::to_string_pretty(&manifest)
+            .expect("manifest serializes")
+            .as_bytes(),
+    )
+    .and_then(|_| f.sync_all())
+    .map_err(ioe("writing the manifest"))?;
     for a in ["vmlinuz", "initrd.img", "root.qcow2"] {
-        std::fs::File::open(out.join(a)).and_then(|f| f.sync_all()).map_err(ioe("syncing artifacts"))?;
+        std::fs::File::open(out.join(a))
+            .and_then(|f| f.sync_all())
+            .map_err(ioe("syncing artifacts"))?;
     }
     Ok(manifest)
 }
@@ -312,8 +410,14 @@ fn build_in(recipe: &Recipe, key: &str, work: &Path, say: &mut dyn FnMut(&str)) 
 /// Run a build tool with its output appended to `log`, within the build deadline.
 fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
     let ioe = |e: io::Error| io_err(recipe, &format!("running {tool}"), e);
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(ioe)?;
-    cmd.stdin(Stdio::null()).stdout(logf.try_clone().map_err(ioe)?).stderr(logf);
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(ioe)?;
+    cmd.stdin(Stdio::null())
+        .stdout(logf.try_clone().map_err(ioe)?)
+        .stderr(logf);
     let mut child = procs::spawn(cmd).map_err(ioe)?;
     let status = match child.wait_for(BUILD_DEADLINE).map_err(ioe)? {
         Ok(s) => s,
@@ -377,7 +481,10 @@ mod tests {
     fn fragments_are_not_images() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let found = find_recipes(&root.join("images")).unwrap();
-        let names: Vec<_> = found.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        let names: Vec<_> = found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
         assert_eq!(names, ["filer.toml", "frontend.toml"]);
     }
 }

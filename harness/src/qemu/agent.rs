@@ -54,8 +54,15 @@ impl Agent {
         let stream = UnixStream::connect(socket).await?;
         let (r, w) = stream.into_split();
         // Ids unique across connections, so a stale reply can never match.
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
-        Ok(Agent { reader: BufReader::new(r), writer: w, next_id: seed & 0x7fff_ffff_ffff })
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Ok(Agent {
+            reader: BufReader::new(r),
+            writer: w,
+            next_id: seed & 0x7fff_ffff_ffff,
+        })
     }
 
     /// Wait until the agent answers a sync, resending every `every` (it ignores what arrives
@@ -114,11 +121,17 @@ impl Agent {
             return Err(AgentError::Closed);
         }
         let line = String::from_utf8_lossy(&line);
-        serde_json::from_str(line.trim_start_matches('\u{FFFD}')).map_err(|e| AgentError::Protocol(format!("bad JSON {line:?}: {e}")))
+        serde_json::from_str(line.trim_start_matches('\u{FFFD}'))
+            .map_err(|e| AgentError::Protocol(format!("bad JSON {line:?}: {e}")))
     }
 
     /// Run one agent command after a sync, returning its `return` value.
-    pub async fn execute(&mut self, command: &str, args: Value, limit: Duration) -> Result<Value, AgentError> {
+    pub async fn execute(
+        &mut self,
+        command: &str,
+        args: Value,
+        limit: Duration,
+    ) -> Result<Value, AgentError> {
         let start = Instant::now();
         self.sync(limit).await?;
         let msg = json!({"execute": command, "arguments": args});
@@ -126,12 +139,17 @@ impl Agent {
         line.push('\n');
         self.writer.write_all(line.as_bytes()).await?;
         let left = limit.saturating_sub(start.elapsed());
-        let v = tokio::time::timeout(left, self.read_value()).await.map_err(|_| AgentError::Timeout(limit))??;
+        let v = tokio::time::timeout(left, self.read_value())
+            .await
+            .map_err(|_| AgentError::Timeout(limit))??;
         if let Some(r) = v.get("return") {
             return Ok(r.clone());
         }
         if let Some(e) = v.get("error") {
-            return Err(AgentError::Command { command: command.to_string(), desc: e["desc"].as_str().unwrap_or("?").to_string() });
+            return Err(AgentError::Command {
+                command: command.to_string(),
+                desc: e["desc"].as_str().unwrap_or("?").to_string(),
+            });
         }
         Err(AgentError::Protocol(format!("unexpected reply {v}")))
     }
@@ -141,12 +159,20 @@ impl Agent {
         let start = Instant::now();
         let per_call = Duration::from_secs(10).min(limit);
         let r = self
-            .execute("guest-exec", json!({"path": "/bin/sh", "arg": ["-c", script], "capture-output": true}), per_call)
+            .execute(
+                "guest-exec",
+                json!({"path": "/bin/sh", "arg": ["-c", script], "capture-output": true}),
+                per_call,
+            )
             .await?;
-        let pid = r["pid"].as_i64().ok_or_else(|| AgentError::Protocol(format!("guest-exec returned {r}")))?;
+        let pid = r["pid"]
+            .as_i64()
+            .ok_or_else(|| AgentError::Protocol(format!("guest-exec returned {r}")))?;
         let mut poll = Duration::from_millis(20);
         loop {
-            let s = self.execute("guest-exec-status", json!({"pid": pid}), per_call).await?;
+            let s = self
+                .execute("guest-exec-status", json!({"pid": pid}), per_call)
+                .await?;
             if s["exited"].as_bool() == Some(true) {
                 let b64 = |k: &str| -> String {
                     s.get(k)
@@ -155,13 +181,23 @@ impl Agent {
                         .map(|b| String::from_utf8_lossy(&b).into_owned())
                         .unwrap_or_default()
                 };
-                let exit_code = s["exitcode"].as_i64().or_else(|| s["signal"].as_i64().map(|sig| 128 + sig)).unwrap_or(-1);
-                return Ok(ExecOutput { exit_code, stdout: b64("out-data"), stderr: b64("err-data") });
+                let exit_code = s["exitcode"]
+                    .as_i64()
+                    .or_else(|| s["signal"].as_i64().map(|sig| 128 + sig))
+                    .unwrap_or(-1);
+                return Ok(ExecOutput {
+                    exit_code,
+                    stdout: b64("out-data"),
+                    stderr: b64("err-data"),
+                });
             }
             if start.elapsed() >= limit {
                 // Don't leave it running: the guest's process table is evidence too.
                 let _ = self.exec_kill(pid).await;
-                return Err(AgentError::ExecTimeout { command: script.to_string(), limit });
+                return Err(AgentError::ExecTimeout {
+                    command: script.to_string(),
+                    limit,
+                });
             }
             tokio::time::sleep(poll).await;
             poll = (poll * 2).min(Duration::from_millis(250));
@@ -169,19 +205,39 @@ impl Agent {
     }
 
     async fn exec_kill(&mut self, pid: i64) -> Result<(), AgentError> {
-        self.execute("guest-exec", json!({"path": "/bin/kill", "arg": ["-9", pid.to_string()]}), Duration::from_secs(5)).await.map(|_| ())
+        self.execute(
+            "guest-exec",
+            json!({"path": "/bin/kill", "arg": ["-9", pid.to_string()]}),
+            Duration::from_secs(5),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Read a whole file from the guest.
     pub async fn read_file(&mut self, path: &str, limit: Duration) -> Result<Vec<u8>, AgentError> {
-        let h = self.execute("guest-file-open", json!({"path": path, "mode": "r"}), limit).await?;
-        let handle = h.as_i64().ok_or_else(|| AgentError::Protocol(format!("guest-file-open returned {h}")))?;
+        let h = self
+            .execute("guest-file-open", json!({"path": path, "mode": "r"}), limit)
+            .await?;
+        let handle = h
+            .as_i64()
+            .ok_or_else(|| AgentError::Protocol(format!("guest-file-open returned {h}")))?;
         let mut data = Vec::new();
         let result = async {
             loop {
-                let r = self.execute("guest-file-read", json!({"handle": handle, "count": 1 << 20}), limit).await?;
+                let r = self
+                    .execute(
+                        "guest-file-read",
+                        json!({"handle": handle, "count": 1 << 20}),
+                        limit,
+                    )
+                    .await?;
                 if let Some(b) = r["buf-b64"].as_str() {
-                    data.extend(base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| AgentError::Protocol(e.to_string()))?);
+                    data.extend(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b)
+                            .map_err(|e| AgentError::Protocol(e.to_string()))?,
+                    );
                 }
                 if r["eof"].as_bool() != Some(false) {
                     return Ok(());
@@ -189,23 +245,38 @@ impl Agent {
             }
         }
         .await;
-        let _ = self.execute("guest-file-close", json!({"handle": handle}), limit).await;
+        let _ = self
+            .execute("guest-file-close", json!({"handle": handle}), limit)
+            .await;
         result.map(|_| data)
     }
 
     /// Write `data` to a file in the guest, replacing it.
     pub async fn write_file(&mut self, path: &str, data: &[u8], limit: Duration) -> Result<(), AgentError> {
-        let h = self.execute("guest-file-open", json!({"path": path, "mode": "w"}), limit).await?;
-        let handle = h.as_i64().ok_or_else(|| AgentError::Protocol(format!("guest-file-open returned {h}")))?;
+        let h = self
+            .execute("guest-file-open", json!({"path": path, "mode": "w"}), limit)
+            .await?;
+        let handle = h
+            .as_i64()
+            .ok_or_else(|| AgentError::Protocol(format!("guest-file-open returned {h}")))?;
         let mut result = Ok(());
         for chunk in data.chunks(1 << 20) {
             let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
-            if let Err(e) = self.execute("guest-file-write", json!({"handle": handle, "buf-b64": b64}), limit).await {
+            if let Err(e) = self
+                .execute(
+                    "guest-file-write",
+                    json!({"handle": handle, "buf-b64": b64}),
+                    limit,
+                )
+                .await
+            {
                 result = Err(e);
                 break;
             }
         }
-        let close = self.execute("guest-file-close", json!({"handle": handle}), limit).await;
+        let close = self
+            .execute("guest-file-close", json!({"handle": handle}), limit)
+            .await;
         result.and(close.map(|_| ()))
     }
 }

@@ -56,12 +56,27 @@ pub fn argv(spec: &MachineSpec) -> Vec<String> {
         // Multi-threaded TCG: one host thread per vCPU.
         Accel::Tcg => push(&["-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", "max"]),
     }
-    push(&["-smp", &spec.cpus.to_string(), "-m", &format!("{}M", spec.memory_mib)]);
-    push(&["-kernel", &p(&spec.kernel), "-initrd", &p(&spec.initrd), "-append", &spec.cmdline]);
+    push(&[
+        "-smp",
+        &spec.cpus.to_string(),
+        "-m",
+        &format!("{}M", spec.memory_mib),
+    ]);
+    push(&[
+        "-kernel",
+        &p(&spec.kernel),
+        "-initrd",
+        &p(&spec.initrd),
+        "-append",
+        &spec.cmdline,
+    ]);
     // The overlay is thrown away after the run, so host-side flushes buy nothing.
     push(&[
         "-drive",
-        &format!("file={},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap", p(&spec.disk)),
+        &format!(
+            "file={},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+            p(&spec.disk)
+        ),
         "-device",
         "virtio-blk-pci,drive=root",
     ]);
@@ -73,22 +88,35 @@ pub fn argv(spec: &MachineSpec) -> Vec<String> {
     ]);
     push(&[
         "-chardev",
-        &format!("socket,id=agent,path={},server=on,wait=off", p(&spec.agent_socket)),
+        &format!(
+            "socket,id=agent,path={},server=on,wait=off",
+            p(&spec.agent_socket)
+        ),
         "-device",
         "virtio-serial-pci",
         "-device",
         "virtserialport,chardev=agent,name=org.qemu.guest_agent.0",
     ]);
-    push(&["-chardev", &format!("file,id=console,path={}", p(&spec.console_log)), "-serial", "chardev:console"]);
+    push(&[
+        "-chardev",
+        &format!("file,id=console,path={}", p(&spec.console_log)),
+        "-serial",
+        "chardev:console",
+    ]);
     for (i, nic) in spec.nics.iter().enumerate() {
         let id = format!("net{i}");
         let backend = match &nic.backend {
-            NicBackend::Stream(sock) => format!("stream,id={id},server=off,addr.type=unix,addr.path={}", p(sock)),
+            NicBackend::Stream(sock) => {
+                format!("stream,id={id},server=off,addr.type=unix,addr.path={}", p(sock))
+            }
             NicBackend::Unplugged => format!("hubport,id={id},hubid={}", 100 + i),
         };
         push(&["-netdev", &backend]);
         // romfile= skips the iPXE option ROM: we boot the kernel directly.
-        push(&["-device", &format!("virtio-net-pci,netdev={id},mac={},romfile=", nic.mac)]);
+        push(&[
+            "-device",
+            &format!("virtio-net-pci,netdev={id},mac={},romfile=", nic.mac),
+        ]);
     }
     a
 }
@@ -111,8 +139,14 @@ mod tests {
             agent_socket: "/run/x/imap1/agent.sock".into(),
             console_log: "/run/x/imap1/console,log".into(),
             nics: vec![
-                Nic { mac: mac(1, 0), backend: NicBackend::Stream("/run/x/wire/lan-imap1.sock".into()) },
-                Nic { mac: mac(1, 1), backend: NicBackend::Unplugged },
+                Nic {
+                    mac: mac(1, 0),
+                    backend: NicBackend::Stream("/run/x/wire/lan-imap1.sock".into()),
+                },
+                Nic {
+                    mac: mac(1, 1),
+                    backend: NicBackend::Unplugged,
+                },
             ],
         }
     }

@@ -59,7 +59,12 @@ impl Machine {
     /// Create the overlay, start QEMU and connect to QMP and the agent socket. Does not wait
     /// for the guest to boot: see [`Machine::wait_agent`].
     pub async fn start(l: Launch<'_>) -> Result<Machine, VmError> {
-        let fail = |what: String| VmError { guest: l.name.clone(), what, stderr: tail(&l.dir.join("qemu.stderr"), 20), console: console_tail(&l.dir.join("console.log")) };
+        let fail = |what: String| VmError {
+            guest: l.name.clone(),
+            what,
+            stderr: tail(&l.dir.join("qemu.stderr"), 20),
+            console: console_tail(&l.dir.join("console.log")),
+        };
         std::fs::create_dir_all(&l.dir).map_err(|e| fail(format!("creating {}: {e}", l.dir.display())))?;
         let disk = l.dir.join("disk.qcow2");
         let out = Command::new("qemu-img")
@@ -69,7 +74,10 @@ impl Machine {
             .output()
             .map_err(|e| fail(format!("running qemu-img: {e}")))?;
         if !out.status.success() {
-            return Err(fail(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(fail(format!(
+                "qemu-img create failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
         let spec = MachineSpec {
             name: l.name.clone(),
@@ -78,7 +86,9 @@ impl Machine {
             memory_mib: l.memory_mib,
             kernel: l.image.kernel(),
             initrd: l.image.initrd(),
-            cmdline: format!("{} {}", l.image.manifest.cmdline, l.extra_cmdline).trim().to_string(),
+            cmdline: format!("{} {}", l.image.manifest.cmdline, l.extra_cmdline)
+                .trim()
+                .to_string(),
             disk,
             qmp_socket: l.dir.join("qmp.sock"),
             agent_socket: l.dir.join("agent.sock"),
@@ -88,13 +98,19 @@ impl Machine {
         for s in [&spec.qmp_socket, &spec.agent_socket] {
             let _ = std::fs::remove_file(s);
         }
-        let stderr = std::fs::File::create(l.dir.join("qemu.stderr")).map_err(|e| fail(format!("creating qemu.stderr: {e}")))?;
+        let stderr = std::fs::File::create(l.dir.join("qemu.stderr"))
+            .map_err(|e| fail(format!("creating qemu.stderr: {e}")))?;
         let args = argv::argv(&spec);
-        std::fs::write(l.dir.join("qemu.argv"), args.join("\n") + "\n").map_err(|e| fail(format!("writing qemu.argv: {e}")))?;
+        std::fs::write(l.dir.join("qemu.argv"), args.join("\n") + "\n")
+            .map_err(|e| fail(format!("writing qemu.argv: {e}")))?;
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
         let started = Instant::now();
-        let mut group = procs::spawn(&mut cmd).map_err(|e| fail(format!("cannot start qemu-system-x86_64: {e}")))?;
+        let mut group =
+            procs::spawn(&mut cmd).map_err(|e| fail(format!("cannot start qemu-system-x86_64: {e}")))?;
 
         // The sockets appear once QEMU has parsed its arguments; an early exit is a bad start.
         let deadline = started + Duration::from_secs(10);
@@ -107,14 +123,31 @@ impl Machine {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let qmp = Qmp::connect(&spec.qmp_socket, Duration::from_secs(10)).await.map_err(|e| fail(e.to_string()))?;
-        let agent = Agent::connect(&spec.agent_socket).await.map_err(|e| fail(e.to_string()))?;
-        Ok(Machine { name: l.name, dir: l.dir, accel: l.accel, qmp, agent, started, group })
+        let qmp = Qmp::connect(&spec.qmp_socket, Duration::from_secs(10))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let agent = Agent::connect(&spec.agent_socket)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Machine {
+            name: l.name,
+            dir: l.dir,
+            accel: l.accel,
+            qmp,
+            agent,
+            started,
+            group,
+        })
     }
 
     /// An error about this guest, with its QEMU stderr and console tail attached.
     pub fn error(&self, what: impl Into<String>) -> VmError {
-        VmError { guest: self.name.clone(), what: what.into(), stderr: tail(&self.dir.join("qemu.stderr"), 20), console: console_tail(&self.console_log()) }
+        VmError {
+            guest: self.name.clone(),
+            what: what.into(),
+            stderr: tail(&self.dir.join("qemu.stderr"), 20),
+            console: console_tail(&self.console_log()),
+        }
     }
 
     /// Wait for the guest agent to answer, at most `limit`; fails early if QEMU exits.
@@ -181,6 +214,9 @@ fn strip_ansi(s: &str) -> String {
 mod tests {
     #[test]
     fn escapes_are_stripped() {
-        assert_eq!(super::strip_ansi("[\u{1b}[0;32m  OK  \u{1b}[0m] Started x\r"), "[  OK  ] Started x");
+        assert_eq!(
+            super::strip_ansi("[\u{1b}[0;32m  OK  \u{1b}[0m] Started x\r"),
+            "[  OK  ] Started x"
+        );
     }
 }

@@ -19,7 +19,11 @@ pub enum QmpError {
     #[error("QMP: {0}")]
     Protocol(String),
     #[error("QMP command {command} failed: {class}: {desc}")]
-    Command { command: String, class: String, desc: String },
+    Command {
+        command: String,
+        class: String,
+        desc: String,
+    },
 }
 
 pub struct Qmp {
@@ -35,7 +39,11 @@ impl Qmp {
         tokio::time::timeout(limit, async {
             let stream = UnixStream::connect(socket).await?;
             let (r, w) = stream.into_split();
-            let mut q = Qmp { reader: BufReader::new(r), writer: w, events: Vec::new() };
+            let mut q = Qmp {
+                reader: BufReader::new(r),
+                writer: w,
+                events: Vec::new(),
+            };
             let greeting = q.read_value().await?;
             if greeting.get("QMP").is_none() {
                 return Err(QmpError::Protocol(format!("unexpected greeting {greeting}")));
@@ -48,7 +56,12 @@ impl Qmp {
     }
 
     /// Run `command` and return its `return` value.
-    pub async fn execute(&mut self, command: &str, args: Option<Value>, limit: Duration) -> Result<Value, QmpError> {
+    pub async fn execute(
+        &mut self,
+        command: &str,
+        args: Option<Value>,
+        limit: Duration,
+    ) -> Result<Value, QmpError> {
         tokio::time::timeout(limit, self.execute_inner(command, args))
             .await
             .map_err(|_| QmpError::Timeout(limit))?

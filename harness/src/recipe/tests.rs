@@ -60,15 +60,26 @@ fn unknown_key_in_an_included_file_names_that_file() {
 #[test]
 fn a_version_that_is_not_exact_is_rejected_where_it_stands() {
     for bad in ["*", "", ">= 1.0", "latest", "1:", "a1.0"] {
-        let top = format!("name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\"]\n[packages]\ndovecot-core = {bad:?}\n");
+        let top = format!(
+            "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\"]\n[packages]\ndovecot-core = {bad:?}\n"
+        );
         let e = err_of(&[("base.toml", BASE), ("x.toml", &top)], "x.toml");
-        assert!(e.starts_with("x.toml:5:16: package dovecot-core must be pinned"), "{bad:?}: {e}");
+        assert!(
+            e.starts_with("x.toml:5:16: package dovecot-core must be pinned"),
+            "{bad:?}: {e}"
+        );
     }
 }
 
 #[test]
 fn exact_versions_are_accepted() {
-    for good in ["1:2.3.19.1+dfsg1-2.1+deb12u7", "6.4", "3:20221126-1+deb12u1", "252.39-1~deb12u2", "1.2.6-6+b1"] {
+    for good in [
+        "1:2.3.19.1+dfsg1-2.1+deb12u7",
+        "6.4",
+        "3:20221126-1+deb12u1",
+        "252.39-1~deb12u2",
+        "1.2.6-6+b1",
+    ] {
         assert!(is_exact_version(good), "{good}");
     }
 }
@@ -85,7 +96,10 @@ fn a_kernel_that_is_not_pinned_is_an_error() {
     let base = BASE.replace("\"linux-image-6.1.0-56-cloud-amd64\" = \"6.1.192-2\"", "");
     let top = "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\"]\n";
     let e = err_of(&[("base.toml", &base), ("x.toml", top)], "x.toml");
-    assert!(e.starts_with("base.toml:6:11: kernel package linux-image-6.1.0-56-cloud-amd64 is not pinned"), "{e}");
+    assert!(
+        e.starts_with("base.toml:6:11: kernel package linux-image-6.1.0-56-cloud-amd64 is not pinned"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -107,7 +121,10 @@ fn include_cycles_and_missing_includes_are_errors() {
 
 #[test]
 fn a_missing_name_points_at_the_top_file() {
-    let e = err_of(&[("base.toml", BASE), ("x.toml", "include = [\"base.toml\"]\n")], "x.toml");
+    let e = err_of(
+        &[("base.toml", BASE), ("x.toml", "include = [\"base.toml\"]\n")],
+        "x.toml",
+    );
     assert_eq!(e, "x.toml:1:1: missing `name`");
 }
 
@@ -115,7 +132,10 @@ fn a_missing_name_points_at_the_top_file() {
 fn bad_units_and_sizes_are_errors() {
     let top = "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\"]\n[units]\nenable = [\"nfs-server\"]\n";
     let e = err_of(&[("base.toml", BASE), ("x.toml", top)], "x.toml");
-    assert!(e.starts_with("x.toml:5:11: \"nfs-server\" is not a systemd unit name"), "{e}");
+    assert!(
+        e.starts_with("x.toml:5:11: \"nfs-server\" is not a systemd unit name"),
+        "{e}"
+    );
     let top = "name = \"x\"\nrole = \"r\"\ndisk_size = \"lots\"\ninclude = [\"base.toml\"]\n";
     let e = err_of(&[("base.toml", BASE), ("x.toml", top)], "x.toml");
     assert!(e.starts_with("x.toml:3:13: bad size \"lots\""), "{e}");
@@ -138,7 +158,9 @@ fn the_projects_recipes_resolve() {
     for name in ["filer", "frontend"] {
         let r = load(&root.join("images").join(format!("{name}.toml"))).unwrap();
         let mut v = serde_json::to_value(&r).unwrap();
-        let text = serde_json::to_string_pretty(&v).unwrap().replace(&format!("{}/", root.display()), "");
+        let text = serde_json::to_string_pretty(&v)
+            .unwrap()
+            .replace(&format!("{}/", root.display()), "");
         v = serde_json::from_str(&text).unwrap();
         insta::assert_json_snapshot!(format!("recipe_{name}"), v);
     }

@@ -1,0 +1,57 @@
+# faultline: `make run` does the main job on a fresh Debian 12 machine, `make test` tests it.
+# Targets: deps images check run test bench report clean (see README.md).
+
+CARGO     ?= cargo
+FAULTLINE := target/debug/faultline
+# Debian packages the harness runs on the host.
+HOST_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs tshark nbdkit
+
+.PHONY: all deps build images check run test bench report clean
+
+all: run
+
+# Install the missing host packages with apt-get when root; otherwise print the exact
+# command and stop. qemu-system-x86 needs qemu-utils of its own version (a newer backported
+# qemu-utils "Breaks" it), so both are installed together at that version.
+deps:
+	@missing=""; \
+	for p in $(HOST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "faultline needs these Debian packages:$$missing"; \
+	  echo "install them with: sudo apt-get update && sudo apt-get install -y$$missing"; \
+	  exit 2; \
+	fi; \
+	echo "installing:$$missing"; \
+	apt-get update -q >/dev/null; \
+	pkgs="$$missing"; \
+	case " $$missing " in *" qemu-system-x86 "*) \
+	  v=$$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $$2}'); \
+	  pkgs="$$(echo "$$missing" | sed 's/ qemu-utils\b//') qemu-utils=$$v";; \
+	esac; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades $$pkgs
+
+build:
+	$(CARGO) build --workspace
+
+# Build every image whose recipe changed; an unchanged recipe is a cache hit in well under 1 s.
+images: deps build
+	$(FAULTLINE) images build --recipes images
+
+# Boot each image and check it against its manifest.
+check: images
+	$(FAULTLINE) images check --recipes images
+
+# The main job. Until scenarios exist it builds the images and boots each one as a check.
+run: check
+	@echo "images built and checked; scenario reports will land in results/"
+
+# Unit tests plus every VM test, through cargo test.
+test: images
+	$(CARGO) test --workspace
+
+clean:
+	$(CARGO) clean
+	rm -rf results/*/ results/latest
