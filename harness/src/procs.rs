@@ -25,12 +25,33 @@ pub struct Group {
 ///
 /// The parent-death signal fires when the *thread* that forked dies, so call this from a
 /// thread that lives as long as the child should (the main thread, or a dedicated one).
+/// It reaches only the leader: for a program that starts children of its own, use
+/// [`spawn_tree`].
 pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
+    spawn_with_signal(cmd, libc::SIGKILL)
+}
+
+/// A command that runs `program` (add its arguments to the result) under a small shell
+/// that, told of the harness's death with SIGTERM, SIGKILLs its whole process group. Start it
+/// with [`spawn_tree`]. For programs that start processes of their own (mmdebstrap runs apt,
+/// dpkg, chroot…), so that even when the harness is SIGKILLed nothing of the tree lives on.
+pub fn tree(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c").arg("trap 'kill -KILL 0' TERM INT HUP; \"$@\" & wait $!").arg("faultline-tree").arg(program);
+    c
+}
+
+/// Start a command made by [`tree`].
+pub fn spawn_tree(cmd: &mut Command) -> io::Result<Group> {
+    spawn_with_signal(cmd, libc::SIGTERM)
+}
+
+fn spawn_with_signal(cmd: &mut Command, signal: libc::c_int) -> io::Result<Group> {
     cmd.process_group(0);
     // SAFETY: prctl and getppid are async-signal-safe; nothing here allocates.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died between fork and prctl.
@@ -131,6 +152,27 @@ mod tests {
                 .unwrap_or_default()
                 .contains(") Z");
         assert!(!alive, "grandchild {grandchild} survived");
+    }
+
+    #[test]
+    fn a_tree_dies_with_its_wrapper() {
+        let mut cmd = tree("sh");
+        cmd.args(["-c", "sleep 300 & echo $!; wait"]).stdout(std::process::Stdio::piped());
+        let mut g = spawn_tree(&mut cmd).unwrap();
+        let mut out = g.child.stdout.take().unwrap();
+        let mut line = String::new();
+        use std::io::Read;
+        let mut byte = [0u8];
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0] as char);
+        }
+        let grandchild: i32 = line.trim().parse().unwrap();
+        // What the kernel does when the harness dies: SIGTERM to the wrapper only.
+        nix::sys::signal::kill(Pid::from_raw(g.id() as i32), Signal::SIGTERM).unwrap();
+        let _ = g.wait_for(Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(100));
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z"), "grandchild survived: {stat}");
     }
 
     #[test]

@@ -133,7 +133,18 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// Wait for the entry's lock: a second `images build` waits for the first and then finds
+    /// its entry.
     pub fn acquire(images_dir: &Path, entry: &str) -> io::Result<Lock> {
+        Lock::take(images_dir, entry, true).map(|l| l.expect("a blocking lock is always taken"))
+    }
+
+    /// The entry's lock if nobody holds it, without waiting.
+    pub fn try_acquire(images_dir: &Path, entry: &str) -> io::Result<Option<Lock>> {
+        Lock::take(images_dir, entry, false)
+    }
+
+    fn take(images_dir: &Path, entry: &str, wait: bool) -> io::Result<Option<Lock>> {
         use std::os::fd::AsRawFd;
         std::fs::create_dir_all(images_dir)?;
         let file = File::options()
@@ -141,11 +152,63 @@ impl Lock {
             .truncate(false)
             .write(true)
             .open(images_dir.join(format!(".lock-{entry}")))?;
-        // Blocking: a second `images build` waits for the first and then finds its entry.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
+        let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
         }
-        Ok(Lock { _file: file })
+        Ok(Some(Lock { _file: file }))
+    }
+}
+
+/// Remove a build's work folder. A build killed in root mode leaves mmdebstrap's /proc, /sys,
+/// /dev/pts and /dev/shm mounts inside it: those are detached first, deepest first, so that
+/// removing the folder never reaches into a mounted file system.
+pub fn remove_work_dir(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let dir = dir.canonicalize()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut under: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    under.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for m in &under {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    std::fs::remove_dir_all(&dir)
+}
+
+/// /proc/self/mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape_mount_path(s: &str) -> PathBuf {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Remove the work folders of builds that were killed: those whose entry lock nobody holds.
+pub fn sweep_stale(images_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(images_dir.join(".tmp")) else { return };
+    for e in rd.flatten() {
+        let entry = e.file_name().to_string_lossy().into_owned();
+        if let Ok(Some(_lock)) = Lock::try_acquire(images_dir, &entry) {
+            let _ = remove_work_dir(&e.path());
+        }
     }
 }
 
@@ -156,6 +219,13 @@ mod tests {
     fn project_recipe(name: &str) -> Recipe {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         crate::recipe::load(&root.join("images").join(format!("{name}.toml"))).unwrap()
+    }
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/a\\040b/c"), PathBuf::from("/a b/c"));
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+        assert_eq!(unescape_mount_path("/end\\04"), PathBuf::from("/end\\04"));
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
     hosttools::require(&[hosttools::MMDEBSTRAP, hosttools::MKFS_EXT4, hosttools::QEMU_IMG])?;
     let key = cache::key(recipe).map_err(|e| io_err(recipe, "hashing the recipe's files", e))?;
     let images_dir = cache_root.join("images");
+    cache::sweep_stale(&images_dir);
     let entry = format!("{}-{key}", recipe.name);
     let _lock = cache::Lock::acquire(&images_dir, &entry)
         .map_err(|e| io_err(recipe, "locking the cache entry", e))?;
@@ -224,7 +225,7 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
     // Holding the entry's lock, nobody else is building it: a work folder for it is left
     // over from a build that was killed, and goes.
     let work = images_dir.join(".tmp").join(&entry);
-    let _ = std::fs::remove_dir_all(&work);
+    cache::remove_work_dir(&work).map_err(|e| io_err(recipe, "removing a killed build's work folder", e))?;
     let result = build_in(recipe, &key, &work, say);
     match result {
         Ok(manifest) => {
@@ -242,7 +243,7 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
             let log = work.join("out").join("build.log");
             let kept = images_dir.join(format!("{}-failed-build.log", recipe.name));
             let _ = std::fs::rename(&log, &kept);
-            let _ = std::fs::remove_dir_all(&work);
+            let _ = cache::remove_work_dir(&work);
             Err(match e {
                 BuildError::Tool {
                     name,
@@ -329,7 +330,7 @@ fn build_in(
             plan::Mode::Unshare => "unshare",
         }
     ));
-    let mut cmd = Command::new("mmdebstrap");
+    let mut cmd = procs::tree("mmdebstrap");
     cmd.args(&args).env("TMPDIR", &chroot_tmp);
     run_tool(recipe, "mmdebstrap", &mut cmd, &log)?;
 
@@ -407,7 +408,8 @@ fn build_in(
     Ok(manifest)
 }
 
-/// Run a build tool with its output appended to `log`, within the build deadline.
+/// Run a build tool (a command from [`procs::tree`]) with its output appended to `log`,
+/// within the build deadline.
 fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
     let ioe = |e: io::Error| io_err(recipe, &format!("running {tool}"), e);
     let logf = std::fs::OpenOptions::new()
@@ -418,7 +420,7 @@ fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Resul
     cmd.stdin(Stdio::null())
         .stdout(logf.try_clone().map_err(ioe)?)
         .stderr(logf);
-    let mut child = procs::spawn(cmd).map_err(ioe)?;
+    let mut child = procs::spawn_tree(cmd).map_err(ioe)?;
     let status = match child.wait_for(BUILD_DEADLINE).map_err(ioe)? {
         Ok(s) => s,
         Err(t) => {

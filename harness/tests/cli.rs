@@ -1,0 +1,140 @@
+//! The `faultline` binary's contract for bad input: one clear line, the documented exit code,
+//! nothing started.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn faultline(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("faultline runs")
+}
+
+fn project_images() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("images").display().to_string()
+}
+
+#[test]
+fn a_recipe_with_an_unknown_key_exits_2_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "name = \"bad\"\nrole = \"filer\"\nflavour = \"x\"\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let recipes = dir.path().display().to_string();
+    let out = faultline(
+        &["images", "build", "--recipes", &recipes],
+        &[("FAULTLINE_CACHE", cache.path().to_str().unwrap())],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.toml:3:1: unknown field `flavour`"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    // Nothing was built or even started.
+    assert!(std::fs::read_dir(cache.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn a_missing_host_tool_is_one_line_naming_its_package() {
+    let cache = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = faultline(
+        &["images", "build", "--recipes", &project_images(), "filer"],
+        &[("FAULTLINE_CACHE", cache.path().to_str().unwrap()), ("PATH", empty.path().to_str().unwrap())],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        ["error: missing host tool `mmdebstrap`: install it with `apt-get install mmdebstrap`"],
+        "{err}"
+    );
+}
+
+#[test]
+fn checking_an_image_that_is_not_built_says_how_to_build_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = faultline(
+        &["images", "check", "--recipes", &project_images(), "frontend"],
+        &[("FAULTLINE_CACHE", cache.path().to_str().unwrap())],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("image frontend is not built"), "{err}");
+    assert!(err.contains("faultline images build"), "{err}");
+}
+
+#[test]
+fn an_unknown_image_name_is_a_usage_error() {
+    let out = faultline(&["images", "list", "--recipes", &project_images(), "nosuch"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no image named \"nosuch\" (known: filer, frontend)"), "{err}");
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!("{}: {cmdline}", name.to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_build_killed_midway_leaves_no_entry_and_no_process() {
+    if faultline::hosttools::require(&[faultline::hosttools::MMDEBSTRAP]).is_err() {
+        eprintln!("skipped: mmdebstrap is not installed");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let cache_s = cache.path().to_str().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["images", "build", "--recipes", &project_images(), "filer"])
+        .env("FAULTLINE_CACHE", &cache_s)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until mmdebstrap is really at work.
+    let tmp = cache.path().join("images").join(".tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let logged = std::fs::read_dir(&tmp)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("out/build.log")).ok())
+            .is_some_and(|l| l.contains("I: "));
+        if logged {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "mmdebstrap never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no signal handler runs
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_mentioning(&cache_s).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(processes_mentioning(&cache_s), Vec::<String>::new(), "processes outlived the harness");
+    let entries: Vec<_> = std::fs::read_dir(cache.path().join("images"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(entries, Vec::<String>::new(), "a half-built entry was published");
+    // What the next build does with the killed one's work folder (mmdebstrap's mounts in it).
+    faultline::images::cache::sweep_stale(&cache.path().join("images"));
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "the killed build's work folder was not swept");
+}
