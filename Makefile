@@ -48,6 +48,12 @@ check: images
 run: check
 	@echo "images built and checked; scenario reports will land in results/"
 
+# Performance figures side by side in one run: guest start cold vs saved state, iperf3
+# through the switch vs QEMU's own socket link, switch frames/s with pcap on.
+bench: images
+	$(CARGO) build --release --workspace
+	target/release/faultline bench --recipes images
+
 # Unit tests plus every VM test, through cargo test.
 test: images
 	$(CARGO) test --workspace

@@ -2,9 +2,12 @@
 //! in QEMU guests. See ARCHITECTURE.md for the map.
 
 pub mod accel;
+pub mod bench;
 pub mod hosttools;
 pub mod images;
+pub mod lab;
 pub mod procs;
 pub mod qemu;
 pub mod recipe;
 pub mod span;
+pub mod wire;

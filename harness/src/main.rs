@@ -25,6 +25,29 @@ enum Cmd {
         #[command(subcommand)]
         command: ImagesCmd,
     },
+    /// Start the three-guest lab (filer, imap1, imap2) from saved state and keep it up.
+    Lab(LabArgs),
+    /// Measure guest start, switch throughput and switch frame rate side by side.
+    Bench(LabArgs),
+}
+
+#[derive(clap::Args)]
+struct LabArgs {
+    /// Folder with the image recipes.
+    #[arg(long, default_value = "images")]
+    recipes: PathBuf,
+    /// Cache folder (default: $FAULTLINE_CACHE, else ~/.cache/faultline).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Accelerator (default: KVM only where a probe boot proves it works).
+    #[arg(long)]
+    accel: Option<faultline::accel::Accel>,
+    /// Where the lab's files go (default: a new temporary folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// `lab`: how long to keep the lab up before stopping it.
+    #[arg(long, default_value_t = 3600)]
+    seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +84,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Images { command } => images_cmd(command),
+        Cmd::Lab(a) => lab_cmd(a, false),
+        Cmd::Bench(a) => lab_cmd(a, true),
     }
 }
 
@@ -164,4 +189,100 @@ fn check_images(
         }
     }
     code
+}
+
+/// `faultline lab` and `faultline bench`: both need the two images and a work folder.
+fn lab_cmd(a: LabArgs, bench: bool) -> ExitCode {
+    let cache = a.cache.clone().unwrap_or_else(images::cache::default_root);
+    let recipes = match images::load_recipes(&a.recipes, &["filer".into(), "frontend".into()]) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let mut found = Vec::new();
+    for r in &recipes {
+        match images::lookup(r, &cache) {
+            Ok(i) => found.push(i),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_BROKEN);
+            }
+        }
+    }
+    let (filer, frontend) = (found[0].clone(), found[1].clone());
+    let decision = faultline::accel::decide(a.accel, Some(&filer.kernel()));
+    eprintln!("accelerator: {} ({})", decision.accel.as_str(), decision.reason);
+    let tmp;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = match tempfile::Builder::new().prefix("faultline-lab-").tempdir() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: creating a work folder: {e}");
+                    return ExitCode::from(EXIT_BROKEN);
+                }
+            };
+            tmp.path().to_path_buf()
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        let mut say = |l: &str| eprintln!("{l}");
+        if bench {
+            let report =
+                faultline::bench::run(&filer, &frontend, decision.accel, &cache, &dir, &mut say).await?;
+            println!("{}", report.render());
+            return Ok(());
+        }
+        let lab = faultline::lab::Lab::start(
+            faultline::lab::LabSpec {
+                segment: "lan".into(),
+                guests: vec![
+                    faultline::lab::GuestSpec {
+                        name: "filer".into(),
+                        image: filer.clone(),
+                    },
+                    faultline::lab::GuestSpec {
+                        name: "imap1".into(),
+                        image: frontend.clone(),
+                    },
+                    faultline::lab::GuestSpec {
+                        name: "imap2".into(),
+                        image: frontend.clone(),
+                    },
+                ],
+                accel: decision.accel,
+                dir: dir.clone(),
+                cache_root: cache.clone(),
+            },
+            &mut say,
+        )
+        .await?;
+        eprintln!(
+            "lab up in {}; pcapng {}; stopping in {} s (Ctrl-C stops now)",
+            dir.display(),
+            lab.pcap().display(),
+            a.seconds
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(a.seconds)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let stats = lab.stop().await;
+        eprintln!("switch saw {} frames", stats.frames);
+        Ok::<(), faultline::qemu::VmError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BROKEN)
+        }
+    }
 }

@@ -37,7 +37,10 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
 /// dpkg, chroot…), so that even when the harness is SIGKILLed nothing of the tree lives on.
 pub fn tree(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new("/bin/sh");
-    c.arg("-c").arg("trap 'kill -KILL 0' TERM INT HUP; \"$@\" & wait $!").arg("faultline-tree").arg(program);
+    c.arg("-c")
+        .arg("trap 'kill -KILL 0' TERM INT HUP; \"$@\" & wait $!")
+        .arg("faultline-tree")
+        .arg(program);
     c
 }
 
@@ -157,7 +160,8 @@ mod tests {
     #[test]
     fn a_tree_dies_with_its_wrapper() {
         let mut cmd = tree("sh");
-        cmd.args(["-c", "sleep 300 & echo $!; wait"]).stdout(std::process::Stdio::piped());
+        cmd.args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped());
         let mut g = spawn_tree(&mut cmd).unwrap();
         let mut out = g.child.stdout.take().unwrap();
         let mut line = String::new();
@@ -172,7 +176,10 @@ mod tests {
         let _ = g.wait_for(Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(100));
         let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
-        assert!(stat.is_empty() || stat.contains(") Z"), "grandchild survived: {stat}");
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "grandchild survived: {stat}"
+        );
     }
 
     #[test]

@@ -14,13 +14,22 @@ fn faultline(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn project_images() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("images").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("images")
+        .display()
+        .to_string()
 }
 
 #[test]
 fn a_recipe_with_an_unknown_key_exits_2_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.toml"), "name = \"bad\"\nrole = \"filer\"\nflavour = \"x\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "name = \"bad\"\nrole = \"filer\"\nflavour = \"x\"\n",
+    )
+    .unwrap();
     let cache = tempfile::tempdir().unwrap();
     let recipes = dir.path().display().to_string();
     let out = faultline(
@@ -41,7 +50,10 @@ fn a_missing_host_tool_is_one_line_naming_its_package() {
     let empty = tempfile::tempdir().unwrap();
     let out = faultline(
         &["images", "build", "--recipes", &project_images(), "filer"],
-        &[("FAULTLINE_CACHE", cache.path().to_str().unwrap()), ("PATH", empty.path().to_str().unwrap())],
+        &[
+            ("FAULTLINE_CACHE", cache.path().to_str().unwrap()),
+            ("PATH", empty.path().to_str().unwrap()),
+        ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
@@ -71,7 +83,10 @@ fn an_unknown_image_name_is_a_usage_error() {
     let out = faultline(&["images", "list", "--recipes", &project_images(), "nosuch"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("no image named \"nosuch\" (known: filer, frontend)"), "{err}");
+    assert!(
+        err.contains("no image named \"nosuch\" (known: filer, frontend)"),
+        "{err}"
+    );
 }
 
 /// Processes whose command line mentions `needle`.
@@ -126,7 +141,11 @@ fn a_build_killed_midway_leaves_no_entry_and_no_process() {
     while !processes_mentioning(&cache_s).is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(processes_mentioning(&cache_s), Vec::<String>::new(), "processes outlived the harness");
+    assert_eq!(
+        processes_mentioning(&cache_s),
+        Vec::<String>::new(),
+        "processes outlived the harness"
+    );
     let entries: Vec<_> = std::fs::read_dir(cache.path().join("images"))
         .unwrap()
         .flatten()
@@ -136,5 +155,8 @@ fn a_build_killed_midway_leaves_no_entry_and_no_process() {
     assert_eq!(entries, Vec::<String>::new(), "a half-built entry was published");
     // What the next build does with the killed one's work folder (mmdebstrap's mounts in it).
     faultline::images::cache::sweep_stale(&cache.path().join("images"));
-    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "the killed build's work folder was not swept");
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "the killed build's work folder was not swept"
+    );
 }

@@ -45,6 +45,46 @@ fn main() {
             }
         }
     }
+    // Lab trials need both images and QEMU.
+    let lab_ready = match (&qemu, lab_images()) {
+        (Some(e), _) => Err(e.to_string()),
+        (None, Err(e)) => Err(e),
+        (None, Ok(_)) => Ok(()),
+    };
+    let lab_trials: [(&str, LabBody); 2] = [
+        ("lab::three_guests_ping_by_name", lab_ping),
+        ("lab::rule_drops_granted_msg", lab_granted_msg_dropped),
+    ];
+    match &lab_ready {
+        Ok(()) => trials.push(Trial::test(
+            "lab::sigkill_leaves_no_process",
+            sigkill_leaves_no_process,
+        )),
+        Err(reason) => {
+            let reason = reason.clone();
+            trials.push(
+                Trial::ignorable_test("lab::sigkill_leaves_no_process", move || {
+                    Ok(Completion::ignored_with(reason))
+                })
+                .with_ignored_flag(true),
+            );
+        }
+    }
+    for (name, body) in lab_trials {
+        match &lab_ready {
+            Ok(()) => trials.push(Trial::test(name, move || with_lab(body))),
+            Err(reason) => {
+                if !listing {
+                    eprintln!("{name}: ignored: {reason}");
+                }
+                let reason = reason.clone();
+                trials.push(
+                    Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+                        .with_ignored_flag(true),
+                );
+            }
+        }
+    }
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -68,4 +108,356 @@ fn check_image(image: &images::Image) -> Result<(), Failed> {
     } else {
         Err(images::check::summary(&report).into())
     }
+}
+
+// ---- lab trials ------------------------------------------------------------------------
+
+/// Hold a POSIX (fcntl) write lock on ARGV[0], print "locked", sleep ARGV[1] seconds, exit.
+/// perl-base is in every Debian image; flock(1) would not do (BSD locks never meet NLM
+/// contention from a server-local holder).
+const LOCK_PL: &str = r#"use Fcntl;
+open(my $f, "+>>", $ARGV[0]) or die "open $ARGV[0]: $!";
+my $l = pack("s s x4 q q i x4", F_WRLCK, SEEK_SET, 0, 0, 0);
+fcntl($f, F_SETLKW, $l) or die "lock: $!";
+$| = 1;
+print "locked\n";
+sleep $ARGV[1];
+"#;
+
+type LabBody = for<'a> fn(
+    &'a mut faultline::lab::Lab,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'a>>;
+
+fn lab_images() -> Result<(images::Image, images::Image), String> {
+    let cache = images::cache::default_root();
+    let recipes = images::load_recipes(&project_root().join("images"), &[]).map_err(|e| e.to_string())?;
+    let find = |n: &str| -> Result<images::Image, String> {
+        let r = recipes
+            .iter()
+            .find(|r| r.name == n)
+            .ok_or(format!("no {n} recipe"))?;
+        images::lookup(r, &cache).map_err(|e| e.to_string())
+    };
+    Ok((find("filer")?, find("frontend")?))
+}
+
+/// Start the three-guest lab, run `body`, stop the lab; keep the run folder on failure.
+fn with_lab<F>(body: F) -> Result<(), Failed>
+where
+    F: for<'a> FnOnce(
+        &'a mut faultline::lab::Lab,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'a>>,
+{
+    let (filer, frontend) = lab_images()?;
+    let decision = accel::decide(None, Some(&filer.kernel()));
+    let dir = tempfile::Builder::new()
+        .prefix("faultline-lab-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let result = rt.block_on(async {
+        let spec = faultline::lab::LabSpec {
+            segment: "lan".into(),
+            guests: vec![
+                faultline::lab::GuestSpec {
+                    name: "filer".into(),
+                    image: filer,
+                },
+                faultline::lab::GuestSpec {
+                    name: "imap1".into(),
+                    image: frontend.clone(),
+                },
+                faultline::lab::GuestSpec {
+                    name: "imap2".into(),
+                    image: frontend,
+                },
+            ],
+            accel: decision.accel,
+            dir: dir.path().to_path_buf(),
+            cache_root: images::cache::default_root(),
+        };
+        let mut lab = faultline::lab::Lab::start(spec, &mut |l| eprintln!("{l}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = body(&mut lab).await;
+        let stats = lab.stop().await;
+        eprintln!(
+            "switch: {} frames; rules: {:?}",
+            stats.frames,
+            stats
+                .rules
+                .iter()
+                .map(|r| (&r.name, r.matched))
+                .collect::<Vec<_>>()
+        );
+        r
+    });
+    if result.is_err() {
+        eprintln!("lab files kept in {}", dir.keep().display());
+    }
+    result.map_err(Failed::from)
+}
+
+async fn sh(lab: &mut faultline::lab::Lab, guest: &str, script: &str, secs: u64) -> Result<String, String> {
+    let accel = lab.accel;
+    let vm = lab.guest(guest).ok_or(format!("no guest {guest}"))?;
+    let out = vm
+        .exec(script, accel.scale(std::time::Duration::from_secs(secs)))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.ok() {
+        return Err(format!(
+            "{guest}: `{script}` exited {}: {}{}",
+            out.exit_code, out.stdout, out.stderr
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// tshark's reading of a pcapng: one line of `fields` per frame. None when tshark is missing.
+fn tshark(pcap: &Path, fields: &[&str]) -> Option<Vec<String>> {
+    hosttools::find(hosttools::TSHARK).ok()?;
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args([
+        "-d",
+        "tcp.port==4045,rpc",
+        "-d",
+        "udp.port==4045,rpc",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().ok()?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn lab_ping(
+    lab: &mut faultline::lab::Lab,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + '_>> {
+    Box::pin(async move {
+        for (from, to) in [
+            ("filer", "imap1"),
+            ("filer", "imap2"),
+            ("imap1", "imap2"),
+            ("imap1", "filer"),
+            ("imap2", "filer"),
+            ("imap2", "imap1"),
+        ] {
+            sh(lab, from, &format!("ping -c 1 -W 5 {to}"), 10).await?;
+        }
+        let timings: Vec<String> = lab
+            .timings
+            .iter()
+            .map(|t| format!("{} {:.2} s", t.guest, t.ready_s))
+            .collect();
+        eprintln!("lab ready in {:.2} s ({})", lab.ready_s, timings.join(", "));
+        let stats = lab.switch.stats().await;
+        if let Some(lines) = tshark(&lab.pcap(), &["frame.number"]) {
+            if lines.len() as u64 != stats.frames {
+                return Err(format!(
+                    "tshark reads {} frames, the switch saw {}",
+                    lines.len(),
+                    stats.frames
+                ));
+            }
+            eprintln!("tshark reads all {} frames", lines.len());
+        }
+        Ok(())
+    })
+}
+
+fn lab_granted_msg_dropped(
+    lab: &mut faultline::lab::Lab,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + '_>> {
+    Box::pin(async move {
+        use faultline::wire::rules::{Action, Match, RpcKind, RpcMatch, Rule};
+        for g in ["filer", "imap1"] {
+            let accel = lab.accel;
+            let vm = lab.guest(g).unwrap();
+            vm.agent
+                .write_file(
+                    "/tmp/lock.pl",
+                    LOCK_PL.as_bytes(),
+                    accel.scale(std::time::Duration::from_secs(5)),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        sh(
+            lab,
+            "imap1",
+            "mount /srv/mail && grep ' /srv/mail nfs ' /proc/mounts | grep -q vers=3",
+            30,
+        )
+        .await?;
+        sh(lab, "filer", "setsid perl /tmp/lock.pl /export/lockfile 8 >/tmp/holder.log 2>&1 & for i in $(seq 100); do grep -q locked /tmp/holder.log && exit 0; sleep 0.1; done; exit 1", 20).await?;
+        let rule = lab
+            .switch
+            .add_rule(Rule {
+                name: "grant-lost".into(),
+                matcher: Match {
+                    to: Some("imap1".into()),
+                    rpc: Some(RpcMatch {
+                        program: Some(100021),
+                        procedure: Some(10),
+                        kind: Some(RpcKind::Call),
+                        ..RpcMatch::default()
+                    }),
+                    ..Match::default()
+                },
+                action: Action::Drop,
+            })
+            .await;
+        let t0 = std::time::Instant::now();
+        sh(
+            lab,
+            "imap1",
+            "setsid perl /tmp/lock.pl /srv/mail/lockfile 1 >/tmp/waiter.log 2>&1 &",
+            10,
+        )
+        .await?;
+        // The holder lets go after 8 s; the grant is dropped; imap1's lockd re-polls 30 s
+        // after its LOCK was answered BLOCKED, and gets the lock then.
+        sh(lab, "imap1", "for i in $(seq 900); do grep -q locked /tmp/waiter.log && exit 0; sleep 0.1; done; cat /tmp/waiter.log; exit 1", 120).await?;
+        let waited = t0.elapsed();
+        let stats = lab.switch.stats().await;
+        let r = stats.rules.iter().find(|r| r.id == rule).ok_or("rule missing")?;
+        eprintln!(
+            "imap1 got the lock after {:.1} s; rule dropped {} frames: {:?}",
+            waited.as_secs_f64(),
+            r.matched,
+            r.frames
+        );
+        if r.matched == 0 {
+            return Err("no GRANTED_MSG was dropped: the fault did not fire".into());
+        }
+        let fields = [
+            "frame.number",
+            "frame.comment",
+            "rpc.program",
+            "rpc.procedure",
+            "rpc.msgtyp",
+            "ip.dst",
+            "tcp.stream",
+            "tcp.seq_raw",
+        ];
+        if let Some(lines) = tshark(&lab.pcap(), &fields) {
+            // tshark does not dissect RPC in a TCP retransmission; a retransmission is the
+            // same call again, recognised by its stream and sequence number.
+            let mut grant_segments = std::collections::HashSet::new();
+            for l in &lines {
+                let f: Vec<&str> = l.split('|').collect();
+                let (no, comment, prog, proc_, typ, dst, stream, seq) =
+                    (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
+                let decoded_grant = prog.split(',').any(|p| p == "100021")
+                    && proc_.split(',').any(|p| p == "10")
+                    && typ.split(',').any(|t| t == "0")
+                    && dst == "192.0.2.11";
+                if decoded_grant {
+                    grant_segments.insert((stream.to_string(), seq.to_string()));
+                }
+                let grant_to_imap1 = decoded_grant
+                    || (!stream.is_empty()
+                        && grant_segments.contains(&(stream.to_string(), seq.to_string())));
+                let dropped = comment.contains("grant-lost");
+                if grant_to_imap1 != dropped {
+                    return Err(format!(
+                        "frame {no}: GRANTED_MSG to imap1 = {grant_to_imap1}, dropped = {dropped} ({l})"
+                    ));
+                }
+            }
+            if grant_segments.is_empty() {
+                return Err("tshark found no GRANTED_MSG to imap1 in the capture".into());
+            }
+            eprintln!(
+                "tshark agrees on all {} frames: exactly the GRANTED_MSG calls to imap1 were dropped",
+                lines.len()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+            .replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!(
+                "{name}: {}",
+                cmdline.chars().take(160).collect::<String>()
+            ));
+        }
+    }
+    found
+}
+
+/// `faultline lab` is SIGKILLed with three guests running: no QEMU may survive it.
+fn sigkill_leaves_no_process() -> Result<(), Failed> {
+    use std::io::BufRead;
+    let dir = tempfile::Builder::new()
+        .prefix("faultline-kill-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let dir_s = dir.path().display().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["lab", "--seconds", "600", "--recipes"])
+        .arg(project_root().join("images"))
+        .arg("--dir")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("  | {line}");
+            if line.starts_with("lab up in ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    // Saved states may need a cold boot each the first time.
+    let up = rx.recv_timeout(std::time::Duration::from_secs(600));
+    let running = processes_mentioning(&dir_s)
+        .iter()
+        .filter(|p| p.contains("qemu-system"))
+        .count();
+    child.kill().map_err(|e| e.to_string())?; // SIGKILL: no destructor or handler runs
+    let _ = child.wait();
+    if up.is_err() {
+        return Err("the lab never came up".into());
+    }
+    if running != 3 {
+        return Err(format!("expected 3 QEMU processes before the kill, saw {running}").into());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_mentioning(&dir_s).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let left = processes_mentioning(&dir_s);
+    if !left.is_empty() {
+        return Err(format!("processes outlived the harness: {left:?}").into());
+    }
+    eprintln!("3 QEMU processes before SIGKILL, none after");
+    Ok(())
 }

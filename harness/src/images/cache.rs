@@ -152,10 +152,18 @@ impl Lock {
             .truncate(false)
             .write(true)
             .open(images_dir.join(format!(".lock-{entry}")))?;
-        let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        let op = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
         if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(e)
+            };
         }
         Ok(Some(Lock { _file: file }))
     }
@@ -203,7 +211,9 @@ fn unescape_mount_path(s: &str) -> PathBuf {
 
 /// Remove the work folders of builds that were killed: those whose entry lock nobody holds.
 pub fn sweep_stale(images_dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(images_dir.join(".tmp")) else { return };
+    let Ok(rd) = std::fs::read_dir(images_dir.join(".tmp")) else {
+        return;
+    };
     for e in rd.flatten() {
         let entry = e.file_name().to_string_lossy().into_owned();
         if let Ok(Some(_lock)) = Lock::try_acquire(images_dir, &entry) {

@@ -45,6 +45,7 @@ pub async fn check(image: &Image, accel: Accel, work: &Path) -> Result<CheckRepo
             backend: NicBackend::Unplugged,
         }],
         dir: work.join(&m.name),
+        restore: None,
     };
     let mut vm = Machine::start(launch).await?;
     let result = inspect(&mut vm, image).await;

@@ -1,8 +1,9 @@
 //! A qemu-guest-agent client: sync, exec with output and exit code, file read and write.
 //!
 //! The agent's channel is a byte stream that may hold stale replies (from a previous
-//! connection, or a command that timed out), so every exchange starts from a
-//! `guest-sync-delimited` whose 0xFF marker and unique id tell us where fresh replies begin.
+//! connection, or a command that timed out): the first exchange is a `guest-sync-delimited`
+//! whose 0xFF marker and unique id tell us where fresh replies begin, and every command after
+//! it carries an `id` the reply must echo.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -125,23 +126,32 @@ impl Agent {
             .map_err(|e| AgentError::Protocol(format!("bad JSON {line:?}: {e}")))
     }
 
-    /// Run one agent command after a sync, returning its `return` value.
+    /// Run one agent command, returning its `return` value. Each command carries a unique
+    /// `id` that the agent echoes, so a late reply to an earlier command that timed out is
+    /// recognised and skipped instead of being taken for this one's.
     pub async fn execute(
         &mut self,
         command: &str,
         args: Value,
         limit: Duration,
     ) -> Result<Value, AgentError> {
-        let start = Instant::now();
-        self.sync(limit).await?;
-        let msg = json!({"execute": command, "arguments": args});
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"execute": command, "arguments": args, "id": id});
         let mut line = msg.to_string();
         line.push('\n');
         self.writer.write_all(line.as_bytes()).await?;
-        let left = limit.saturating_sub(start.elapsed());
-        let v = tokio::time::timeout(left, self.read_value())
-            .await
-            .map_err(|_| AgentError::Timeout(limit))??;
+        let v = tokio::time::timeout(limit, async {
+            loop {
+                match self.read_value().await {
+                    Ok(v) if v.get("id").and_then(Value::as_u64) == Some(id) => return Ok(v),
+                    Ok(_) | Err(AgentError::Protocol(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+        .map_err(|_| AgentError::Timeout(limit))??;
         if let Some(r) = v.get("return") {
             return Ok(r.clone());
         }

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod argv;
 pub mod qmp;
+pub mod saved;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -39,6 +40,8 @@ pub struct Launch<'a> {
     pub nics: Vec<Nic>,
     /// Where this guest's overlay, sockets and logs go.
     pub dir: PathBuf,
+    /// Start from this saved state (its frozen disk and machine state) instead of booting.
+    pub restore: Option<&'a saved::Saved>,
 }
 
 pub struct Machine {
@@ -67,9 +70,10 @@ impl Machine {
         };
         std::fs::create_dir_all(&l.dir).map_err(|e| fail(format!("creating {}: {e}", l.dir.display())))?;
         let disk = l.dir.join("disk.qcow2");
+        let backing = l.restore.map_or_else(|| l.image.root(), |s| s.disk());
         let out = Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-            .arg(l.image.root())
+            .arg(&backing)
             .arg(&disk)
             .output()
             .map_err(|e| fail(format!("running qemu-img: {e}")))?;
@@ -94,6 +98,7 @@ impl Machine {
             agent_socket: l.dir.join("agent.sock"),
             console_log: l.dir.join("console.log"),
             nics: l.nics.clone(),
+            incoming: l.restore.map(|s| s.state()),
         };
         for s in [&spec.qmp_socket, &spec.agent_socket] {
             let _ = std::fs::remove_file(s);
@@ -166,6 +171,81 @@ impl Machine {
                 Ok(_) => return Ok(self.started.elapsed()),
                 Err(agent::AgentError::Timeout(_)) => continue,
                 Err(e) => return Err(self.error(e.to_string())),
+            }
+        }
+    }
+
+    /// After a start with [`Launch::restore`]: wait until QEMU has loaded the saved state and
+    /// the guest runs again. Returns the time since QEMU was started.
+    pub async fn wait_restored(&mut self, limit: Duration) -> Result<Duration, VmError> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.group.try_wait() {
+                return Err(self.error(format!("QEMU exited while loading the saved state ({status})")));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.error(format!("saved state not loaded within {limit:?}")));
+            }
+            let s = self
+                .qmp
+                .execute("query-status", None, left)
+                .await
+                .map_err(|e| self.error(e.to_string()))?;
+            match s["status"].as_str() {
+                Some("running") => return Ok(self.started.elapsed()),
+                // States are saved from a stopped guest, so a finished load leaves it paused.
+                Some("paused") | Some("postmigrate") => {
+                    let m = self
+                        .qmp
+                        .execute("query-migrate", None, left)
+                        .await
+                        .map_err(|e| self.error(e.to_string()))?;
+                    if m["status"].as_str() == Some("completed") {
+                        self.qmp
+                            .execute("cont", None, left)
+                            .await
+                            .map_err(|e| self.error(e.to_string()))?;
+                    }
+                }
+                Some("inmigrate") | Some("prelaunch") | Some("restore-vm") => {}
+                other => return Err(self.error(format!("unexpected state after restore: {other:?}"))),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Pause the guest and write its whole machine state to `path`. The guest stays paused;
+    /// its disk overlay is the matching frozen disk.
+    pub async fn save_state(&mut self, path: &Path, limit: Duration) -> Result<(), VmError> {
+        let until = Instant::now() + limit;
+        let e = |m: &Machine, err: qmp::QmpError| m.error(err.to_string());
+        self.qmp
+            .execute("stop", None, limit)
+            .await
+            .map_err(|err| e(self, err))?;
+        let quoted = format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
+        let uri = format!("exec:cat > {quoted}");
+        self.qmp
+            .execute("migrate", Some(serde_json::json!({ "uri": uri })), limit)
+            .await
+            .map_err(|err| e(self, err))?;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.error(format!("saving the machine state took longer than {limit:?}")));
+            }
+            let m = self
+                .qmp
+                .execute("query-migrate", None, left)
+                .await
+                .map_err(|err| e(self, err))?;
+            match m["status"].as_str() {
+                Some("completed") => return Ok(()),
+                Some("failed") | Some("cancelled") => {
+                    return Err(self.error(format!("saving the machine state failed: {m}")));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     }
