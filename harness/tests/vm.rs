@@ -45,6 +45,18 @@ fn main() {
             }
         }
     }
+    // A broken guest must end in a clear error within its deadline, never a hang.
+    let broken: [(&str, fn(&images::Image) -> Result<(), Failed>); 2] =
+        [("qemu::exit_at_start_is_a_clear_error", exit_at_start), ("qemu::silent_guest_times_out_with_console", silent_guest)];
+    for (name, f) in broken {
+        match (&qemu, lab_images()) {
+            (None, Ok((filer, _))) => trials.push(Trial::test(name, move || f(&filer))),
+            (q, l) => {
+                let reason = q.as_ref().map(|e| e.to_string()).or(l.err()).unwrap_or_default();
+                trials.push(Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason))).with_ignored_flag(true));
+            }
+        }
+    }
     // Lab trials need both images and QEMU.
     let lab_ready = match (&qemu, lab_images()) {
         (Some(e), _) => Err(e.to_string()),
@@ -459,5 +471,78 @@ fn sigkill_leaves_no_process() -> Result<(), Failed> {
         return Err(format!("processes outlived the harness: {left:?}").into());
     }
     eprintln!("3 QEMU processes before SIGKILL, none after");
+    Ok(())
+}
+
+fn start_broken(image: &images::Image, extra_cmdline: &str, nics: usize, limit: std::time::Duration) -> Result<String, Failed> {
+    let dir = tempfile::Builder::new().prefix("faultline-broken-").tempdir().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    let err = rt.block_on(async {
+        let nic = faultline::qemu::Nic { mac: faultline::qemu::argv::mac(1, 0), backend: faultline::qemu::NicBackend::Unplugged };
+        let mut vm = faultline::qemu::Machine::start(faultline::qemu::Launch {
+            name: "broken".into(),
+            image,
+            accel: accel::decide(None, None).accel,
+            cpus: 1,
+            memory_mib: 512,
+            extra_cmdline: extra_cmdline.into(),
+            nics: vec![nic; nics],
+            dir: dir.path().join("broken"),
+            restore: None,
+        })
+        .await?;
+        let r = vm.wait_agent(limit).await;
+        vm.shutdown().await;
+        r.map(|_| ())
+    });
+    let elapsed = t.elapsed();
+    match err {
+        Ok(()) => Err("the broken guest answered".into()),
+        Err(e) if elapsed < limit + std::time::Duration::from_secs(15) => Ok(e.to_string()),
+        Err(e) => Err(format!("took {elapsed:?}, more than the {limit:?} deadline: {e}").into()),
+    }
+}
+
+/// A QEMU that refuses its command line (more vCPUs than the machine type allows) exits at
+/// once, and the error shows QEMU's own message.
+fn exit_at_start(image: &images::Image) -> Result<(), Failed> {
+    let dir = tempfile::Builder::new().prefix("faultline-broken-").tempdir().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let r = rt.block_on(faultline::qemu::Machine::start(faultline::qemu::Launch {
+        name: "broken".into(),
+        image,
+        accel: faultline::accel::Accel::Tcg,
+        cpus: 9999,
+        memory_mib: 512,
+        extra_cmdline: String::new(),
+        nics: vec![],
+        dir: dir.path().join("broken"),
+        restore: None,
+    }));
+    let e = match r {
+        Ok(_) => return Err("QEMU started with 9999 vCPUs".into()),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("{e}");
+    if !e.contains("QEMU exited at start") || !e.contains("qemu-system-x86_64:") {
+        return Err(format!("the error does not say QEMU exited and why: {e}").into());
+    }
+    Ok(())
+}
+
+/// A guest whose init never starts the agent: the wait ends at its deadline, and the error
+/// carries the console's last lines.
+fn silent_guest(image: &images::Image) -> Result<(), Failed> {
+    let e = start_broken(image, "init=/bin/cat", 1, std::time::Duration::from_secs(30))?;
+    eprintln!("{e}");
+    if !e.contains("QEMU exited while the guest was booting") && !e.contains("no answer from the guest agent") {
+        return Err(format!("unexpected error: {e}").into());
+    }
+    // The last thing the initramfs prints before it hands over to init (here: cat, which
+    // reads the console forever).
+    if !e.contains("Running /scripts/init-bottom") {
+        return Err(format!("the console tail is not in the error: {e}").into());
+    }
     Ok(())
 }

@@ -128,9 +128,15 @@ impl Machine {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let qmp = Qmp::connect(&spec.qmp_socket, Duration::from_secs(10))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let qmp = match Qmp::connect(&spec.qmp_socket, Duration::from_secs(10)).await {
+            Ok(q) => q,
+            // QEMU creates its sockets before it checks everything on its command line, so a
+            // refused start often shows first as a dropped QMP connection.
+            Err(e) => match group.wait_for(Duration::from_secs(2)) {
+                Ok(Ok(status)) => return Err(fail(format!("QEMU exited at start ({status})"))),
+                _ => return Err(fail(e.to_string())),
+            },
+        };
         let agent = Agent::connect(&spec.agent_socket)
             .await
             .map_err(|e| fail(e.to_string()))?;

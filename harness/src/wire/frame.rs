@@ -3,12 +3,12 @@
 //! portmap/rpcbind.
 //!
 //! Everything here is pure: no I/O, no clocks. Frames come from guests the harness is trying to
-//! break, so every read goes through [`Reader`], which answers `None` instead of panicking;
-//! every length read from the wire is bounded before it is used; arithmetic on wire values is
-//! checked or wrapping. Allocations are bounded copies: opaque fields and strings are capped at
-//! [`MAX_OPAQUE`] bytes, a frame lists at most [`MAX_RPC_PER_FRAME`] RPC messages, and the
-//! tracker keeps at most a fixed number of calls and flows, each flow buffering at most
-//! [`HEAD_CAP`] bytes.
+//! break, so every read goes through a small cursor type (`Reader`) that answers `None` instead
+//! of panicking; every length read from the wire is bounded before it is used; arithmetic on
+//! wire values is checked or wrapping. Allocations are bounded copies: opaque fields and strings
+//! are capped at [`MAX_OPAQUE`] bytes, a frame lists at most [`MAX_RPC_PER_FRAME`] RPC
+//! messages, and the tracker keeps at most a fixed number of calls and flows, each flow
+//! buffering at most [`HEAD_CAP`] bytes.
 //!
 //! Two layers:
 //!
@@ -264,7 +264,7 @@ pub enum Malformed {
     TruncatedIpPayload,
     /// An IPv6 extension header runs past the packet.
     TruncatedIpv6Extension,
-    /// More than [`MAX_IPV6_EXT`] extension headers.
+    /// More than eight extension headers.
     TooManyIpv6Extensions,
     /// UDP shorter than its 8-byte header, or its length field past the packet.
     TruncatedUdp,
@@ -900,7 +900,7 @@ pub struct RpcMessage {
     pub record: Option<RecordMark>,
     /// Bytes of the message were missing when it was decoded (it continues in a later segment
     /// or IP fragment, a segment was lost, or it exceeded [`HEAD_CAP`]); arguments and results
-    /// are then `Incomplete`.
+    /// that run past the available bytes are then `Incomplete`.
     pub partial: bool,
     /// An earlier frame already reported this message (its header); this frame carries more of
     /// it. Count messages with `!continuation`; match rules on both so every segment of a call
@@ -1183,16 +1183,6 @@ pub struct Rpcb {
 }
 
 impl Args {
-    fn nlm_lock(&self) -> Option<&NlmLock> {
-        match self {
-            Args::NlmTest(a) => Some(&a.lock),
-            Args::NlmLock(a) => Some(&a.lock),
-            Args::NlmCancel(a) => Some(&a.lock),
-            Args::NlmUnlock(a) => Some(&a.lock),
-            _ => None,
-        }
-    }
-
     /// The NLM cookie, for any NLM procedure that carries one.
     pub fn cookie(&self) -> Option<&[u8]> {
         match self {
@@ -1208,7 +1198,13 @@ impl Args {
 
     /// The lock an NLM TEST/LOCK/CANCEL/UNLOCK/GRANTED(_MSG) is about.
     pub fn lock(&self) -> Option<&NlmLock> {
-        self.nlm_lock()
+        match self {
+            Args::NlmTest(a) => Some(&a.lock),
+            Args::NlmLock(a) => Some(&a.lock),
+            Args::NlmCancel(a) => Some(&a.lock),
+            Args::NlmUnlock(a) => Some(&a.lock),
+            _ => None,
+        }
     }
 
     /// NLM stat carried by a *_RES call.
@@ -2030,8 +2026,9 @@ pub struct TrackerStats {
     pub replies_unmatched: u64,
     /// TCP streams picked up mid-stream by finding a plausible record mark.
     pub resyncs: u64,
-    /// TCP streams given up on: a record that was not RPC where one was expected, or a gap
-    /// across a record boundary.
+    /// RPC streams given up on: a record that was not RPC where one was expected, or a gap
+    /// across a record boundary. (A connection whose first bytes are not RPC, followed from
+    /// its SYN, is dropped without counting.)
     pub desyncs: u64,
     /// Segments that repeated only bytes already parsed (parsed on their own, state untouched).
     pub retransmissions: u64,
@@ -2212,8 +2209,8 @@ enum Outcome {
     Advanced(u32),
     /// Old bytes: parsed on their own, state untouched.
     Retransmission,
-    /// Not RPC where RPC was expected: forget the flow.
-    Desync,
+    /// Not RPC where RPC was expected: forget the flow (`verified`: it had been RPC).
+    Desync { verified: bool },
     /// Bytes missing across a record boundary: forget the flow and look for a record.
     Lost,
 }
@@ -2269,7 +2266,9 @@ impl Segment<'_> {
             };
             match fed {
                 Ok(()) => Outcome::Advanced(end_seq),
-                Err(Desync) => Outcome::Desync,
+                Err(Desync) => Outcome::Desync {
+                    verified: f.stream.verified,
+                },
             }
         });
         let resync = match outcome {
@@ -2283,9 +2282,11 @@ impl Segment<'_> {
                 self.stats.retransmissions += 1;
                 false
             }
-            Some(Outcome::Desync) => {
+            Some(Outcome::Desync { verified }) => {
                 self.flows.remove(&key);
-                self.stats.desyncs += 1;
+                if verified {
+                    self.stats.desyncs += 1;
+                }
                 false
             }
             Some(Outcome::Lost) => {
