@@ -31,8 +31,9 @@ enum Cmd {
     Bench(LabArgs),
 }
 
+/// Where images come from and which accelerator runs them: shared by every command.
 #[derive(clap::Args)]
-struct LabArgs {
+struct Common {
     /// Folder with the image recipes.
     #[arg(long, default_value = "images")]
     recipes: PathBuf,
@@ -42,6 +43,18 @@ struct LabArgs {
     /// Accelerator (default: KVM only where a probe boot proves it works).
     #[arg(long)]
     accel: Option<faultline::accel::Accel>,
+}
+
+impl Common {
+    fn cache(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(images::cache::default_root)
+    }
+}
+
+#[derive(clap::Args)]
+struct LabArgs {
+    #[command(flatten)]
+    common: Common,
     /// Where the lab's files go (default: a new temporary folder).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -52,15 +65,8 @@ struct LabArgs {
 
 #[derive(clap::Args)]
 struct ImagesArgs {
-    /// Folder with the image recipes.
-    #[arg(long, default_value = "images")]
-    recipes: PathBuf,
-    /// Cache folder (default: $FAULTLINE_CACHE, else ~/.cache/faultline).
-    #[arg(long)]
-    cache: Option<PathBuf>,
-    /// Accelerator for `check` (default: KVM only where a probe boot proves it works).
-    #[arg(long)]
-    accel: Option<faultline::accel::Accel>,
+    #[command(flatten)]
+    common: Common,
     /// Only these images (by recipe name).
     names: Vec<String>,
 }
@@ -91,8 +97,8 @@ fn main() -> ExitCode {
 
 fn images_cmd(cmd: ImagesCmd) -> ExitCode {
     let (ImagesCmd::Build(a) | ImagesCmd::Check(a) | ImagesCmd::List(a)) = &cmd;
-    let cache = a.cache.clone().unwrap_or_else(images::cache::default_root);
-    let recipes = match images::load_recipes(&a.recipes, &a.names) {
+    let cache = a.common.cache();
+    let recipes = match images::load_recipes(&a.common.recipes, &a.names) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -139,7 +145,7 @@ fn images_cmd(cmd: ImagesCmd) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        ImagesCmd::Check(a) => check_images(&recipes, &cache, a.accel),
+        ImagesCmd::Check(a) => check_images(&recipes, &cache, a.common.accel),
     }
 }
 
@@ -193,8 +199,8 @@ fn check_images(
 
 /// `faultline lab` and `faultline bench`: both need the two images and a work folder.
 fn lab_cmd(a: LabArgs, bench: bool) -> ExitCode {
-    let cache = a.cache.clone().unwrap_or_else(images::cache::default_root);
-    let recipes = match images::load_recipes(&a.recipes, &["filer".into(), "frontend".into()]) {
+    let cache = a.common.cache();
+    let recipes = match images::load_recipes(&a.common.recipes, &["filer".into(), "frontend".into()]) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -212,7 +218,7 @@ fn lab_cmd(a: LabArgs, bench: bool) -> ExitCode {
         }
     }
     let (filer, frontend) = (found[0].clone(), found[1].clone());
-    let decision = faultline::accel::decide(a.accel, Some(&filer.kernel()));
+    let decision = faultline::accel::decide(a.common.accel, Some(&filer.kernel()));
     eprintln!("accelerator: {} ({})", decision.accel.as_str(), decision.reason);
     let tmp;
     let dir = match &a.dir {

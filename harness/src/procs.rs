@@ -131,6 +131,18 @@ impl Drop for Group {
 mod tests {
     use super::*;
 
+    /// The pid the child printed on its first line.
+    fn first_line_pid(g: &mut Group) -> i32 {
+        use std::io::Read;
+        let mut out = g.child.stdout.take().unwrap();
+        let mut line = String::new();
+        let mut byte = [0u8];
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0] as char);
+        }
+        line.trim().parse().unwrap()
+    }
+
     #[test]
     fn dropping_a_group_kills_its_members() {
         // The leader starts a grandchild in the same group and then waits on it.
@@ -140,14 +152,7 @@ mod tests {
                 .stdout(std::process::Stdio::piped()),
         )
         .unwrap();
-        let mut out = g.child.stdout.take().unwrap();
-        let mut line = String::new();
-        use std::io::Read;
-        let mut byte = [0u8];
-        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-            line.push(byte[0] as char);
-        }
-        let grandchild: i32 = line.trim().parse().unwrap();
+        let grandchild = first_line_pid(&mut g);
         drop(g);
         std::thread::sleep(Duration::from_millis(100));
         let alive = nix::sys::signal::kill(Pid::from_raw(grandchild), None).is_ok()
@@ -163,14 +168,7 @@ mod tests {
         cmd.args(["-c", "sleep 300 & echo $!; wait"])
             .stdout(std::process::Stdio::piped());
         let mut g = spawn_tree(&mut cmd).unwrap();
-        let mut out = g.child.stdout.take().unwrap();
-        let mut line = String::new();
-        use std::io::Read;
-        let mut byte = [0u8];
-        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-            line.push(byte[0] as char);
-        }
-        let grandchild: i32 = line.trim().parse().unwrap();
+        let grandchild = first_line_pid(&mut g);
         // What the kernel does when the harness dies: SIGTERM to the wrapper only.
         nix::sys::signal::kill(Pid::from_raw(g.id() as i32), Signal::SIGTERM).unwrap();
         let _ = g.wait_for(Duration::from_secs(5));

@@ -21,19 +21,11 @@ fn main() {
     let args = Arguments::from_args();
     let listing = args.list;
     let mut trials = Vec::new();
-    let cache = images::cache::default_root();
-    let recipes =
-        images::load_recipes(&project_root().join("images"), &[]).expect("the project's image recipes load");
-    let qemu = hosttools::require(&[hosttools::QEMU_SYSTEM, hosttools::QEMU_IMG]).err();
-    for recipe in recipes {
-        let name = format!("images::check::{}", recipe.name);
-        let missing = match (&qemu, images::lookup(&recipe, &cache)) {
-            (Some(e), _) => Err(e.to_string()),
-            (None, Err(e)) => Err(e.to_string()),
-            (None, Ok(image)) => Ok(image),
-        };
-        match missing {
-            Ok(image) => trials.push(Trial::test(name, move || check_image(&image))),
+    // A trial whose prerequisites are missing is listed as ignored, with the reason on stderr
+    // (never stdout: cargo-nextest reads the list from there).
+    let mut add =
+        |name: &str, ready: Result<Box<dyn FnOnce() -> Result<(), Failed> + Send>, String>| match ready {
+            Ok(run) => trials.push(Trial::test(name, run)),
             Err(reason) => {
                 if !listing {
                     eprintln!("{name}: ignored: {reason}");
@@ -43,59 +35,42 @@ fn main() {
                         .with_ignored_flag(true),
                 );
             }
-        }
+        };
+    let cache = images::cache::default_root();
+    let recipes =
+        images::load_recipes(&project_root().join("images"), &[]).expect("the project's image recipes load");
+    let qemu = hosttools::require(&[hosttools::QEMU_SYSTEM, hosttools::QEMU_IMG]).map_err(|e| e.to_string());
+    for recipe in recipes {
+        let image = qemu
+            .clone()
+            .and_then(|()| images::lookup(&recipe, &cache).map_err(|e| e.to_string()));
+        add(
+            &format!("images::check::{}", recipe.name),
+            image.map(|i| Box::new(move || check_image(&i)) as _),
+        );
     }
+    let lab = qemu.clone().and_then(|()| lab_images());
     // A broken guest must end in a clear error within its deadline, never a hang.
-    let broken: [(&str, fn(&images::Image) -> Result<(), Failed>); 2] =
-        [("qemu::exit_at_start_is_a_clear_error", exit_at_start), ("qemu::silent_guest_times_out_with_console", silent_guest)];
+    let broken: [(&str, ImageTrial); 2] = [
+        ("qemu::exit_at_start_is_a_clear_error", exit_at_start),
+        ("qemu::silent_guest_times_out_with_console", silent_guest),
+    ];
     for (name, f) in broken {
-        match (&qemu, lab_images()) {
-            (None, Ok((filer, _))) => trials.push(Trial::test(name, move || f(&filer))),
-            (q, l) => {
-                let reason = q.as_ref().map(|e| e.to_string()).or(l.err()).unwrap_or_default();
-                trials.push(Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason))).with_ignored_flag(true));
-            }
-        }
+        add(
+            name,
+            lab.clone().map(|(filer, _)| Box::new(move || f(&filer)) as _),
+        );
     }
-    // Lab trials need both images and QEMU.
-    let lab_ready = match (&qemu, lab_images()) {
-        (Some(e), _) => Err(e.to_string()),
-        (None, Err(e)) => Err(e),
-        (None, Ok(_)) => Ok(()),
-    };
+    add(
+        "lab::sigkill_leaves_no_process",
+        lab.clone().map(|_| Box::new(sigkill_leaves_no_process) as _),
+    );
     let lab_trials: [(&str, LabBody); 2] = [
         ("lab::three_guests_ping_by_name", lab_ping),
         ("lab::rule_drops_granted_msg", lab_granted_msg_dropped),
     ];
-    match &lab_ready {
-        Ok(()) => trials.push(Trial::test(
-            "lab::sigkill_leaves_no_process",
-            sigkill_leaves_no_process,
-        )),
-        Err(reason) => {
-            let reason = reason.clone();
-            trials.push(
-                Trial::ignorable_test("lab::sigkill_leaves_no_process", move || {
-                    Ok(Completion::ignored_with(reason))
-                })
-                .with_ignored_flag(true),
-            );
-        }
-    }
     for (name, body) in lab_trials {
-        match &lab_ready {
-            Ok(()) => trials.push(Trial::test(name, move || with_lab(body))),
-            Err(reason) => {
-                if !listing {
-                    eprintln!("{name}: ignored: {reason}");
-                }
-                let reason = reason.clone();
-                trials.push(
-                    Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
-                        .with_ignored_flag(true),
-                );
-            }
-        }
+        add(name, lab.clone().map(|_| Box::new(move || with_lab(body)) as _));
     }
     libtest_mimic::run(&args, trials).exit();
 }
@@ -135,6 +110,8 @@ $| = 1;
 print "locked\n";
 sleep $ARGV[1];
 "#;
+
+type ImageTrial = fn(&images::Image) -> Result<(), Failed>;
 
 type LabBody = for<'a> fn(
     &'a mut faultline::lab::Lab,
@@ -294,7 +271,7 @@ fn lab_granted_msg_dropped(
     lab: &mut faultline::lab::Lab,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + '_>> {
     Box::pin(async move {
-        use faultline::wire::rules::{Action, Match, RpcKind, RpcMatch, Rule};
+        use faultline::wire::rules::{Action, Match, RpcMatch, Rule};
         for g in ["filer", "imap1"] {
             let accel = lab.accel;
             let vm = lab.guest(g).unwrap();
@@ -321,12 +298,7 @@ fn lab_granted_msg_dropped(
                 name: "grant-lost".into(),
                 matcher: Match {
                     to: Some("imap1".into()),
-                    rpc: Some(RpcMatch {
-                        program: Some(100021),
-                        procedure: Some(10),
-                        kind: Some(RpcKind::Call),
-                        ..RpcMatch::default()
-                    }),
+                    rpc: Some(RpcMatch::call(100021, 10)),
                     ..Match::default()
                 },
                 action: Action::Drop,
@@ -474,12 +446,26 @@ fn sigkill_leaves_no_process() -> Result<(), Failed> {
     Ok(())
 }
 
-fn start_broken(image: &images::Image, extra_cmdline: &str, nics: usize, limit: std::time::Duration) -> Result<String, Failed> {
-    let dir = tempfile::Builder::new().prefix("faultline-broken-").tempdir().map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+fn start_broken(
+    image: &images::Image,
+    extra_cmdline: &str,
+    nics: usize,
+    limit: std::time::Duration,
+) -> Result<String, Failed> {
+    let dir = tempfile::Builder::new()
+        .prefix("faultline-broken-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let t = std::time::Instant::now();
     let err = rt.block_on(async {
-        let nic = faultline::qemu::Nic { mac: faultline::qemu::argv::mac(1, 0), backend: faultline::qemu::NicBackend::Unplugged };
+        let nic = faultline::qemu::Nic {
+            mac: faultline::qemu::argv::mac(1, 0),
+            backend: faultline::qemu::NicBackend::Unplugged,
+        };
         let mut vm = faultline::qemu::Machine::start(faultline::qemu::Launch {
             name: "broken".into(),
             image,
@@ -507,8 +493,14 @@ fn start_broken(image: &images::Image, extra_cmdline: &str, nics: usize, limit: 
 /// A QEMU that refuses its command line (more vCPUs than the machine type allows) exits at
 /// once, and the error shows QEMU's own message.
 fn exit_at_start(image: &images::Image) -> Result<(), Failed> {
-    let dir = tempfile::Builder::new().prefix("faultline-broken-").tempdir().map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("faultline-broken-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let r = rt.block_on(faultline::qemu::Machine::start(faultline::qemu::Launch {
         name: "broken".into(),
         image,
@@ -536,7 +528,8 @@ fn exit_at_start(image: &images::Image) -> Result<(), Failed> {
 fn silent_guest(image: &images::Image) -> Result<(), Failed> {
     let e = start_broken(image, "init=/bin/cat", 1, std::time::Duration::from_secs(30))?;
     eprintln!("{e}");
-    if !e.contains("QEMU exited while the guest was booting") && !e.contains("no answer from the guest agent") {
+    if !e.contains("QEMU exited while the guest was booting") && !e.contains("no answer from the guest agent")
+    {
         return Err(format!("unexpected error: {e}").into());
     }
     // The last thing the initramfs prints before it hands over to init (here: cat, which

@@ -57,6 +57,16 @@ pub struct RpcMatch {
 }
 
 impl RpcMatch {
+    /// Calls of one procedure of one program (any version).
+    pub fn call(program: u32, procedure: u32) -> RpcMatch {
+        RpcMatch {
+            program: Some(program),
+            procedure: Some(procedure),
+            kind: Some(RpcKind::Call),
+            version: None,
+        }
+    }
+
     fn matches(&self, m: &RpcFacts) -> bool {
         let field = |want: Option<u32>, got: Option<u32>| want.is_none() || want == got;
         field(self.program, m.program)
@@ -337,12 +347,7 @@ mod tests {
             name: "grant-lost".into(),
             matcher: Match {
                 to: Some(port.into()),
-                rpc: Some(RpcMatch {
-                    program: Some(100021),
-                    procedure: Some(10),
-                    kind: Some(RpcKind::Call),
-                    ..RpcMatch::default()
-                }),
+                rpc: Some(RpcMatch::call(100021, 10)),
                 ..Match::default()
             },
             action: Action::Drop,

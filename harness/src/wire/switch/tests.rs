@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
-use crate::wire::rules::{Action, Match, RpcKind, RpcMatch};
+use crate::wire::rules::{Action, Match, RpcMatch};
 
 const A: [u8; 6] = [0x52, 0x54, 0, 0xfa, 0, 0x0a];
 const B: [u8; 6] = [0x52, 0x54, 0, 0xfa, 0, 0x0b];
@@ -148,12 +148,7 @@ async fn a_rule_drops_exactly_granted_msg_toward_one_port_and_counts_it() {
             name: "grant-lost".into(),
             matcher: Match {
                 to: Some("imap1".into()),
-                rpc: Some(RpcMatch {
-                    program: Some(100021),
-                    procedure: Some(10),
-                    kind: Some(RpcKind::Call),
-                    ..RpcMatch::default()
-                }),
+                rpc: Some(RpcMatch::call(100021, 10)),
                 ..Match::default()
             },
             action: crate::wire::rules::Action::Drop,
