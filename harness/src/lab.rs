@@ -56,73 +56,47 @@ impl Lab {
     /// and rename each one. `say` gets progress lines.
     pub async fn start(spec: LabSpec, say: &mut dyn FnMut(&str)) -> Result<Lab, VmError> {
         let t0 = Instant::now();
-        let lab_err = |what: String| VmError {
-            guest: "lab".into(),
-            what,
-            stderr: String::new(),
-            console: String::new(),
-        };
         let mut states = Vec::new();
         for g in &spec.guests {
             states.push(saved::ensure(&spec.cache_root, &g.image, spec.accel, say).await?);
         }
-        let wire = spec.dir.join("wire");
-        std::fs::create_dir_all(&wire).map_err(|e| lab_err(format!("creating {}: {e}", wire.display())))?;
-        // Sockets carry the lab's traffic: only we may connect to them.
-        std::fs::set_permissions(&wire, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| lab_err(format!("securing {}: {e}", wire.display())))?;
-        let switch = Switch::start(SegmentConfig {
-            name: spec.segment.clone(),
-            ports: spec.guests.iter().map(|g| g.name.clone()).collect(),
-            socket_dir: wire.clone(),
-            pcap: wire.join(format!("{}.pcapng", spec.segment)),
-        })
-        .await
-        .map_err(|e| lab_err(format!("starting the switch: {e}")))?;
+        boot(spec, &states, Resume::Rename, t0, say).await
+    }
 
-        let mut guests = Vec::new();
-        for (g, state) in spec.guests.iter().zip(&states) {
-            let socket = switch
-                .socket(&g.name)
-                .expect("every guest has a port")
-                .to_path_buf();
-            let vm = Machine::start(Launch {
-                name: g.name.clone(),
-                image: &g.image,
-                accel: spec.accel,
-                cpus: saved::CPUS,
-                memory_mib: saved::MEMORY_MIB,
-                extra_cmdline: String::new(),
-                nics: vec![saved::lab_nic(NicBackend::Stream(socket))],
-                dir: spec.dir.join("guests").join(&g.name),
-                restore: Some(state),
-            })
-            .await?;
-            guests.push(vm);
+    /// Start the lab from a whole-lab saved state: every guest as it was after `setup` ran
+    /// (e.g. the front-ends' NFS mounts), all paused at one moment and resumed together, so
+    /// connections between guests (NFS over TCP, NLM state) carry on. Made on first use by
+    /// [`Lab::start`], `setup`, and a save of every guest.
+    pub async fn start_prepared(
+        spec: LabSpec,
+        setup: &[Setup],
+        say: &mut dyn FnMut(&str),
+    ) -> Result<Lab, VmError> {
+        let t0 = Instant::now();
+        let mut image_states = Vec::new();
+        for g in &spec.guests {
+            image_states.push(saved::ensure(&spec.cache_root, &g.image, spec.accel, say).await?);
         }
-        // Every guest loads its state and answers at the same time; wait for all of them.
-        let accel = spec.accel;
-        let timings = futures::future::try_join_all(guests.iter_mut().map(|vm| ready(vm, accel))).await?;
-        say(&format!(
-            "lab up in {:.2} s: {}",
-            t0.elapsed().as_secs_f64(),
-            timings
-                .iter()
-                .map(|t| format!(
-                    "{} restored {:.2} s, ready {:.2} s",
-                    t.guest, t.restored_s, t.ready_s
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-        Ok(Lab {
-            dir: spec.dir,
-            accel: spec.accel,
-            switch,
-            guests,
-            timings,
-            ready_s: t0.elapsed().as_secs_f64(),
-        })
+        let key = lab_key(&spec, &image_states, setup);
+        let labs = spec.cache_root.join("labs");
+        let dir = labs.join(format!("{}-{key}", spec.segment));
+        if !dir.join("lab.json").is_file() {
+            let lock_err = |e: std::io::Error| lab_err(format!("locking the lab state: {e}"));
+            let _lock = crate::images::cache::Lock::acquire(&labs, &format!("{}-{key}", spec.segment))
+                .map_err(lock_err)?;
+            if !dir.join("lab.json").is_file() {
+                save_lab(&spec, setup, &dir, say).await?;
+            }
+        }
+        let mut states = Vec::new();
+        for (g, image_state) in spec.guests.iter().zip(&image_states) {
+            let gdir = dir.join(&g.name);
+            states.push(saved::Saved {
+                meta: image_state.meta.clone(),
+                dir: gdir,
+            });
+        }
+        boot(spec, &states, Resume::Together, t0, say).await
     }
 
     pub fn guest(&mut self, name: &str) -> Option<&mut Machine> {
@@ -143,10 +117,256 @@ impl Lab {
         self.switch.stop().await
     }
 
+    /// Run `script` in every guest at once; the first failure is the error.
+    pub async fn exec_all(&mut self, script: &str, limit: Duration) -> Result<(), VmError> {
+        futures::future::try_join_all(self.guests.iter_mut().map(|vm| async move {
+            let out = vm.exec(script, limit).await?;
+            if out.ok() {
+                Ok(())
+            } else {
+                Err(vm.error(format!(
+                    "`{script}` exited {}: {}",
+                    out.exit_code,
+                    out.stderr.trim()
+                )))
+            }
+        }))
+        .await
+        .map(|_| ())
+    }
+
     /// Where a guest's files are.
     pub fn guest_dir(&self, name: &str) -> PathBuf {
         self.dir.join("guests").join(name)
     }
+}
+
+/// A command run in one guest before a whole-lab state is saved.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub guest: String,
+    pub script: String,
+}
+
+/// The standard set-up of the mail lab: every front-end has the filer's export mounted
+/// (NFSv3 over TCP) and Dovecot up.
+pub fn mounted(frontends: &[&str]) -> Vec<Setup> {
+    frontends
+        .iter()
+        .map(|g| Setup {
+            guest: g.to_string(),
+            script: "mount /srv/mail && grep ' /srv/mail nfs ' /proc/mounts | grep -q vers=3 \\
+                     && systemctl is-active --quiet dovecot"
+                .into(),
+        })
+        .collect()
+}
+
+/// How restored guests become ready.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    /// Per-image states: each guest resumes on its own and is then renamed.
+    Rename,
+    /// A whole-lab state: all guests resume at one moment; names are already theirs.
+    Together,
+}
+
+fn lab_err(what: String) -> VmError {
+    VmError {
+        guest: "lab".into(),
+        what,
+        stderr: String::new(),
+        console: String::new(),
+    }
+}
+
+/// Start the switch and restore every guest onto it from `states` (one per guest, in order).
+async fn boot(
+    spec: LabSpec,
+    states: &[saved::Saved],
+    resume: Resume,
+    t0: Instant,
+    say: &mut dyn FnMut(&str),
+) -> Result<Lab, VmError> {
+    let wire = spec.dir.join("wire");
+    std::fs::create_dir_all(&wire).map_err(|e| lab_err(format!("creating {}: {e}", wire.display())))?;
+    // Sockets carry the lab's traffic: only we may connect to them.
+    std::fs::set_permissions(&wire, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| lab_err(format!("securing {}: {e}", wire.display())))?;
+    let switch = Switch::start(SegmentConfig {
+        name: spec.segment.clone(),
+        ports: spec.guests.iter().map(|g| g.name.clone()).collect(),
+        socket_dir: wire.clone(),
+        pcap: wire.join(format!("{}.pcapng", spec.segment)),
+    })
+    .await
+    .map_err(|e| lab_err(format!("starting the switch: {e}")))?;
+
+    let mut guests = Vec::new();
+    for (g, state) in spec.guests.iter().zip(states) {
+        let socket = switch
+            .socket(&g.name)
+            .expect("every guest has a port")
+            .to_path_buf();
+        guests.push(
+            Machine::start(Launch {
+                name: g.name.clone(),
+                image: &g.image,
+                accel: spec.accel,
+                cpus: saved::CPUS,
+                memory_mib: saved::MEMORY_MIB,
+                extra_cmdline: String::new(),
+                nics: vec![saved::lab_nic(NicBackend::Stream(socket))],
+                dir: spec.dir.join("guests").join(&g.name),
+                restore: Some(state),
+            })
+            .await?,
+        );
+    }
+    let accel = spec.accel;
+    let scale = |s: u64| accel.scale(Duration::from_secs(s));
+    // Every guest loads its state at the same time; wait for all of them.
+    let timings = match resume {
+        Resume::Rename => futures::future::try_join_all(guests.iter_mut().map(|vm| ready(vm, accel))).await?,
+        Resume::Together => {
+            let loaded =
+                futures::future::try_join_all(guests.iter_mut().map(|vm| vm.wait_loaded(scale(10), false)))
+                    .await?;
+            futures::future::try_join_all(guests.iter_mut().map(|vm| vm.resume(scale(5)))).await?;
+            futures::future::try_join_all(guests.iter_mut().map(|vm| async move {
+                vm.wait_agent(scale(5)).await?;
+                vm.set_clock(scale(5)).await?;
+                Ok::<_, VmError>(vm.started.elapsed())
+            }))
+            .await?
+            .into_iter()
+            .zip(loaded)
+            .zip(&guests)
+            .map(|((ready, loaded), vm)| StartTiming {
+                guest: vm.name.clone(),
+                restored_s: loaded.as_secs_f64(),
+                ready_s: ready.as_secs_f64(),
+            })
+            .collect()
+        }
+    };
+    say(&format!(
+        "lab up in {:.2} s: {}",
+        t0.elapsed().as_secs_f64(),
+        timings
+            .iter()
+            .map(|t| format!(
+                "{} restored {:.2} s, ready {:.2} s",
+                t.guest, t.restored_s, t.ready_s
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    Ok(Lab {
+        dir: spec.dir,
+        accel: spec.accel,
+        switch,
+        guests,
+        timings,
+        ready_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The key of a whole-lab state: its guests, their images' saved states, the setup, the
+/// segment.
+fn lab_key(spec: &LabSpec, image_states: &[saved::Saved], setup: &[Setup]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(spec.segment.as_bytes());
+    for (g, s) in spec.guests.iter().zip(image_states) {
+        for part in [g.name.as_str(), s.meta.key.as_str(), s.meta.image_hash.as_str()] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+    }
+    for s in setup {
+        h.update(s.guest.as_bytes());
+        h.update([1]);
+        h.update(s.script.as_bytes());
+        h.update([2]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Start the lab the per-image way, run `setup`, pause every guest at one moment, and save
+/// each one's machine state and frozen disk into `dest`.
+async fn save_lab(
+    spec: &LabSpec,
+    setup: &[Setup],
+    dest: &std::path::Path,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), VmError> {
+    let work = dest.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&work);
+    say("saving a lab state (the lab, set up, paused at one moment)");
+    let run = LabSpec {
+        segment: spec.segment.clone(),
+        guests: spec
+            .guests
+            .iter()
+            .map(|g| GuestSpec {
+                name: g.name.clone(),
+                image: g.image.clone(),
+            })
+            .collect(),
+        accel: spec.accel,
+        dir: work.join("run"),
+        cache_root: spec.cache_root.clone(),
+    };
+    let mut lab = Lab::start(run, say).await?;
+    let scale = |s: u64| spec.accel.scale(Duration::from_secs(s));
+    for s in setup {
+        let vm = lab
+            .guest(&s.guest)
+            .ok_or_else(|| lab_err(format!("setup names no such guest {}", s.guest)))?;
+        let out = vm.exec(&s.script, scale(60)).await?;
+        if !out.ok() {
+            let e = vm.error(format!(
+                "setup `{}` exited {}: {}{}",
+                s.script, out.exit_code, out.stdout, out.stderr
+            ));
+            lab.stop().await;
+            return Err(e);
+        }
+    }
+    let settle = lab.exec_all("sync", scale(10)).await;
+    if let Err(e) = settle {
+        lab.stop().await;
+        return Err(e);
+    }
+    futures::future::try_join_all(lab.guests.iter_mut().map(|vm| vm.pause(scale(5)))).await?;
+    let io = |e: std::io::Error| lab_err(format!("writing the lab state: {e}"));
+    for vm in &mut lab.guests {
+        let gdir = work.join("state").join(&vm.name);
+        std::fs::create_dir_all(&gdir).map_err(io)?;
+        vm.save_state(&gdir.join("state"), scale(20)).await?;
+    }
+    let names: Vec<String> = lab.guests.iter().map(|g| g.name.clone()).collect();
+    lab.stop().await;
+    for name in &names {
+        let gdir = work.join("state").join(name);
+        std::fs::rename(
+            work.join("run").join("guests").join(name).join("disk.qcow2"),
+            gdir.join("disk.qcow2"),
+        )
+        .map_err(io)?;
+        for f in ["disk.qcow2", "state"] {
+            std::fs::File::open(gdir.join(f))
+                .and_then(|f| f.sync_all())
+                .map_err(io)?;
+        }
+    }
+    let meta = serde_json::json!({ "guests": names, "setup": setup.iter().map(|s| [&s.guest, &s.script]).collect::<Vec<_>>() });
+    std::fs::write(work.join("state").join("lab.json"), meta.to_string()).map_err(io)?;
+    std::fs::create_dir_all(dest.parent().expect("labs folder")).map_err(io)?;
+    std::fs::rename(work.join("state"), dest).map_err(io)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
 }
 
 /// Bring one restored guest to ready: running again, agent answering, then in one guest

@@ -58,6 +58,10 @@ struct LabArgs {
     /// Where the lab's files go (default: a new temporary folder).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// `lab`: start from the whole-lab state with the front-ends' NFS mounts up (made on
+    /// first use).
+    #[arg(long)]
+    mounted: bool,
     /// `lab`: how long to keep the lab up before stopping it.
     #[arg(long, default_value_t = 3600)]
     seconds: u64,
@@ -246,30 +250,32 @@ fn lab_cmd(a: LabArgs, bench: bool) -> ExitCode {
             println!("{}", report.render());
             return Ok(());
         }
-        let lab = faultline::lab::Lab::start(
-            faultline::lab::LabSpec {
-                segment: "lan".into(),
-                guests: vec![
-                    faultline::lab::GuestSpec {
-                        name: "filer".into(),
-                        image: filer.clone(),
-                    },
-                    faultline::lab::GuestSpec {
-                        name: "imap1".into(),
-                        image: frontend.clone(),
-                    },
-                    faultline::lab::GuestSpec {
-                        name: "imap2".into(),
-                        image: frontend.clone(),
-                    },
-                ],
-                accel: decision.accel,
-                dir: dir.clone(),
-                cache_root: cache.clone(),
-            },
-            &mut say,
-        )
-        .await?;
+        let spec = faultline::lab::LabSpec {
+            segment: "lan".into(),
+            guests: vec![
+                faultline::lab::GuestSpec {
+                    name: "filer".into(),
+                    image: filer.clone(),
+                },
+                faultline::lab::GuestSpec {
+                    name: "imap1".into(),
+                    image: frontend.clone(),
+                },
+                faultline::lab::GuestSpec {
+                    name: "imap2".into(),
+                    image: frontend.clone(),
+                },
+            ],
+            accel: decision.accel,
+            dir: dir.clone(),
+            cache_root: cache.clone(),
+        };
+        let lab = if a.mounted {
+            let setup = faultline::lab::mounted(&["imap1", "imap2"]);
+            faultline::lab::Lab::start_prepared(spec, &setup, &mut say).await?
+        } else {
+            faultline::lab::Lab::start(spec, &mut say).await?
+        };
         eprintln!(
             "lab up in {}; pcapng {}; stopping in {} s (Ctrl-C stops now)",
             dir.display(),

@@ -72,6 +72,11 @@ fn main() {
     for (name, body) in lab_trials {
         add(name, lab.clone().map(|_| Box::new(move || with_lab(body)) as _));
     }
+    add(
+        "lab::mounted_lab_resumes_with_nfs_up",
+        lab.clone()
+            .map(|_| Box::new(|| with_mounted_lab(lab_mounted)) as _),
+    );
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -137,6 +142,25 @@ where
         &'a mut faultline::lab::Lab,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'a>>,
 {
+    run_lab(false, body)
+}
+
+/// The same, from the whole-lab state with the front-ends' NFS mounts up.
+fn with_mounted_lab<F>(body: F) -> Result<(), Failed>
+where
+    F: for<'a> FnOnce(
+        &'a mut faultline::lab::Lab,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'a>>,
+{
+    run_lab(true, body)
+}
+
+fn run_lab<F>(mounted: bool, body: F) -> Result<(), Failed>
+where
+    F: for<'a> FnOnce(
+        &'a mut faultline::lab::Lab,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'a>>,
+{
     let (filer, frontend) = lab_images()?;
     let decision = accel::decide(None, Some(&filer.kernel()));
     let dir = tempfile::Builder::new()
@@ -168,9 +192,14 @@ where
             dir: dir.path().to_path_buf(),
             cache_root: images::cache::default_root(),
         };
-        let mut lab = faultline::lab::Lab::start(spec, &mut |l| eprintln!("{l}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut say = |l: &str| eprintln!("{l}");
+        let lab = if mounted {
+            let setup = faultline::lab::mounted(&["imap1", "imap2"]);
+            faultline::lab::Lab::start_prepared(spec, &setup, &mut say).await
+        } else {
+            faultline::lab::Lab::start(spec, &mut say).await
+        };
+        let mut lab = lab.map_err(|e| e.to_string())?;
         let r = body(&mut lab).await;
         let stats = lab.stop().await;
         eprintln!(
@@ -538,4 +567,46 @@ fn silent_guest(image: &images::Image) -> Result<(), Failed> {
         return Err(format!("the console tail is not in the error: {e}").into());
     }
     Ok(())
+}
+
+fn lab_mounted(
+    lab: &mut faultline::lab::Lab,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + '_>> {
+    Box::pin(async move {
+        eprintln!("mounted lab ready in {:.2} s", lab.ready_s);
+        // The mounts were made before the save; after the restore they must still work, in
+        // both directions, through the filer.
+        let token = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        sh(
+            lab,
+            "imap1",
+            &format!("echo {token} > /srv/mail/written-by-imap1 && sync"),
+            20,
+        )
+        .await?;
+        let seen = sh(lab, "imap2", "cat /srv/mail/written-by-imap1", 20).await?;
+        if seen.trim() != token {
+            return Err(format!("imap2 read {seen:?}, imap1 wrote {token:?}"));
+        }
+        let on_filer = sh(lab, "filer", "cat /export/written-by-imap1", 10).await?;
+        if on_filer.trim() != token {
+            return Err(format!("the filer has {on_filer:?}, imap1 wrote {token:?}"));
+        }
+        let clock = sh(lab, "imap2", "date +%s", 10).await?;
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let guest: i64 = clock.trim().parse().map_err(|e| format!("date: {e}"))?;
+        if (guest - host).abs() > 5 {
+            return Err(format!("imap2's clock is {} s off the host's", guest - host));
+        }
+        Ok(())
+    })
 }

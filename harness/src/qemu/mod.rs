@@ -184,6 +184,12 @@ impl Machine {
     /// After a start with [`Launch::restore`]: wait until QEMU has loaded the saved state and
     /// the guest runs again. Returns the time since QEMU was started.
     pub async fn wait_restored(&mut self, limit: Duration) -> Result<Duration, VmError> {
+        self.wait_loaded(limit, true).await
+    }
+
+    /// Wait until QEMU has loaded the saved state; leave the guest paused unless `resume`
+    /// (so that several guests can be resumed at one moment with [`Machine::resume`]).
+    pub async fn wait_loaded(&mut self, limit: Duration, resume: bool) -> Result<Duration, VmError> {
         let until = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.group.try_wait() {
@@ -208,16 +214,51 @@ impl Machine {
                         .await
                         .map_err(|e| self.error(e.to_string()))?;
                     if m["status"].as_str() == Some("completed") {
-                        self.qmp
-                            .execute("cont", None, left)
-                            .await
-                            .map_err(|e| self.error(e.to_string()))?;
+                        if !resume {
+                            return Ok(self.started.elapsed());
+                        }
+                        self.resume(left).await?;
                     }
                 }
                 Some("inmigrate") | Some("prelaunch") | Some("restore-vm") => {}
                 other => return Err(self.error(format!("unexpected state after restore: {other:?}"))),
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Let a paused guest run.
+    pub async fn resume(&mut self, limit: Duration) -> Result<(), VmError> {
+        match self.qmp.execute("cont", None, limit).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.error(e.to_string())),
+        }
+    }
+
+    /// Pause the guest.
+    pub async fn pause(&mut self, limit: Duration) -> Result<(), VmError> {
+        match self.qmp.execute("stop", None, limit).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.error(e.to_string())),
+        }
+    }
+
+    /// Set the guest's clock to the host's without starting a process in it: the agent sets
+    /// the system time, then tries `hwclock -w`, which our images don't ship (a process start
+    /// costs a second under TCG), so that part's error is expected and ignored.
+    pub async fn set_clock(&mut self, limit: Duration) -> Result<(), VmError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        match self
+            .agent
+            .execute("guest-set-time", serde_json::json!({ "time": now }), limit)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(agent::AgentError::Command { desc, .. }) if desc.contains("hwclock") => Ok(()),
+            Err(e) => Err(self.error(format!("setting the guest clock: {e}"))),
         }
     }
 
