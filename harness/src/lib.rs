@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod bench;
+pub mod case;
 pub mod hosttools;
 pub mod images;
 pub mod lab;

@@ -1,0 +1,505 @@
+//! Cases: one TOML file per scenario in `cases/`, parsed and validated into a [`Case`] plan —
+//! guests, segments, disks, workload steps, faults with their triggers, evidence, checks and
+//! arms. The field-by-field reference is docs/cases.md.
+//!
+//! Pure apart from reading the case file: no process is started, no image is looked up.
+//!
+//! Architecture invariant: every rejected case produces exactly one error, `file:line:column:
+//! message`, at the value (or key) that is wrong — for a reference, the referring value. Shape
+//! errors (TOML syntax, unknown keys, wrong types) come first, as the TOML reader meets them;
+//! then the meaning error that comes first in the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::span::PosError;
+use crate::wire::rules::{Action, Match, Rule};
+
+pub mod duration;
+pub mod pattern;
+mod raw;
+mod resolve;
+pub mod verdict;
+
+pub use pattern::Pattern;
+pub use verdict::{arm_outcome, ArmExpectation, ArmOutcome, CheckResult, FaultProof, Verdict};
+
+/// The names guests can have: those with an address in the images' `/etc/hosts`.
+pub const LAB_GUESTS: [&str; 5] = ["filer", "imap1", "imap2", "imap3", "client"];
+
+/// Why a case could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error(transparent)]
+    At(#[from] PosError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl CaseError {
+    /// The exit code for a rejected case (README.md: usage or input error, nothing started).
+    pub const EXIT_CODE: i32 = 2;
+}
+
+/// Read and validate the case at `path`.
+pub fn load(path: &Path) -> Result<Case, CaseError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CaseError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Validate case text as if read from `path` (whose file stem the case's name must equal).
+pub fn parse(path: &Path, text: &str) -> Result<Case, CaseError> {
+    resolve::resolve(path, text).map_err(CaseError::At)
+}
+
+/// The switch rule for a wire fault (named after the fault); `None` for other kinds.
+pub fn wire_rule(fault: &Fault) -> Option<Rule> {
+    match &fault.kind {
+        FaultKind::Wire { matcher, action, .. } => Some(Rule {
+            name: fault.name.clone(),
+            matcher: matcher.clone(),
+            action: match action {
+                WireAction::Drop => Action::Drop,
+                WireAction::Delay { delay, jitter } => Action::Delay {
+                    fixed: *delay,
+                    jitter: *jitter,
+                },
+                WireAction::Duplicate => Action::Duplicate,
+                WireAction::Partition { groups } => Action::Partition {
+                    groups: groups.iter().map(|g| g.iter().cloned().collect()).collect(),
+                },
+            },
+        }),
+        _ => None,
+    }
+}
+
+// ---- the plan ------------------------------------------------------------------------------
+
+/// A validated case. Lists keep the order of the file; every name in it refers to something
+/// that exists (steps, guests, segments, disks, faults, checks, evidence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Case {
+    pub name: String,
+    pub summary: String,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
+    pub guests: Vec<Guest>,
+    pub segments: Vec<Segment>,
+    pub disks: Vec<Disk>,
+    pub steps: Vec<Step>,
+    pub faults: Vec<Fault>,
+    pub evidence: EvidencePlan,
+    pub checks: Vec<Check>,
+    pub arms: Vec<Arm>,
+}
+
+impl Case {
+    pub fn guest(&self, name: &str) -> Option<&Guest> {
+        self.guests.iter().find(|g| g.name == name)
+    }
+
+    pub fn segment(&self, name: &str) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.name == name)
+    }
+
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    pub fn fault(&self, name: &str) -> Option<&Fault> {
+        self.faults.iter().find(|f| f.name == name)
+    }
+
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    pub fn arm(&self, name: &str) -> Option<&Arm> {
+        self.arms.iter().find(|a| a.name == name)
+    }
+
+    /// The faults an arm turns on, in the arm's order.
+    pub fn faults_of<'a>(&'a self, arm: &'a Arm) -> impl Iterator<Item = &'a Fault> + 'a {
+        arm.faults.iter().filter_map(|n| self.fault(n))
+    }
+
+    /// Each check's `requires`, in the shape [`verdict::apply_requires`] takes.
+    pub fn requires(&self) -> Vec<(String, Vec<String>)> {
+        self.checks
+            .iter()
+            .filter(|c| !c.requires.is_empty())
+            .map(|c| (c.name.clone(), c.requires.clone()))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Guest {
+    /// A lab name ([`LAB_GUESTS`]): the guest gets that name's address.
+    pub name: String,
+    /// An image name (`images/<image>.toml`); an arm's `setup.images` may replace it.
+    pub image: String,
+    /// What the guest is in this scenario (for reports); defaults to the image name.
+    pub role: String,
+}
+
+/// One switch segment and the guests with a port on it (each guest has one NIC, so it is on
+/// exactly one segment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    pub name: String,
+    pub guests: Vec<String>,
+}
+
+/// An extra disk for a guest, served by nbdkit through the listed filters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disk {
+    pub name: String,
+    pub guest: String,
+    pub size_bytes: u64,
+    pub nbdkit_filters: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub name: String,
+    /// The guest it runs in; `None` only for `wait`.
+    pub guest: Option<String>,
+    /// Started without waiting for it to finish: the next step starts once it is ready.
+    pub background: bool,
+    #[serde(flatten)]
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    /// `sh -c command` as root; ok when it exits `expect_exit` within `timeout`.
+    Exec {
+        command: String,
+        #[serde(serialize_with = "duration::serialize")]
+        timeout: Duration,
+        expect_exit: u8,
+    },
+    /// A POSIX (fcntl) write lock on `path`. `hold`: take it (waiting up to 60 s), keep it
+    /// `seconds`, release it. `wait`: take it, waiting at most `seconds`, release it at once.
+    LockProbe {
+        path: String,
+        mode: LockMode,
+        seconds: u32,
+    },
+    Imap(Session),
+    Pop3(Session),
+    Wait {
+        #[serde(serialize_with = "duration::serialize")]
+        duration: Duration,
+    },
+    /// Until a line matching `pattern` is written to `file` (since the workload started).
+    WaitForLog {
+        file: String,
+        pattern: Pattern,
+        #[serde(serialize_with = "duration::serialize")]
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    Hold,
+    Wait,
+}
+
+/// An IMAP or POP3 client session run in the step's guest against `server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    /// A guest of the case; the step's own guest means `localhost`.
+    pub server: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    /// Sent one by one after logging in (IMAP: untagged, the client adds tags); every one
+    /// must be answered OK / +OK.
+    pub commands: Vec<String>,
+    /// Close the connection after the last command without LOGOUT / QUIT.
+    pub hangup: bool,
+    #[serde(serialize_with = "duration::serialize")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fault {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    pub start: Trigger,
+    pub end: End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// A switch rule on `segment`: see [`wire_rule`].
+    Wire {
+        segment: String,
+        #[serde(rename = "match")]
+        matcher: Match,
+        action: WireAction,
+    },
+    /// `ruleset` loaded with `nft -f`; healed by deleting `tables` (`"FAMILY NAME"`).
+    GuestNft {
+        guest: String,
+        ruleset: String,
+        tables: Vec<String>,
+    },
+    /// `command` run at the start, `heal` at the end (when the harness ends the fault).
+    GuestExec {
+        guest: String,
+        command: String,
+        heal: Option<String>,
+        #[serde(serialize_with = "duration::serialize")]
+        timeout: Duration,
+    },
+    /// systemd action on a unit (or the whole guest, for `reboot`).
+    Service {
+        guest: String,
+        unit: Option<String>,
+        action: ServiceAction,
+    },
+    /// Every I/O to the disk fails while the fault is on (nbdkit's `error` filter).
+    DiskError { disk: String },
+}
+
+impl FaultKind {
+    /// The guest the fault acts in, if it acts in one guest.
+    pub fn guest(&self) -> Option<&str> {
+        match self {
+            FaultKind::GuestNft { guest, .. }
+            | FaultKind::GuestExec { guest, .. }
+            | FaultKind::Service { guest, .. } => Some(guest),
+            FaultKind::Wire { .. } | FaultKind::DiskError { .. } => None,
+        }
+    }
+}
+
+/// A wire fault's action; [`wire_rule`] turns it into the switch's [`Action`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WireAction {
+    Drop,
+    Delay {
+        #[serde(serialize_with = "duration::serialize")]
+        delay: Duration,
+        #[serde(serialize_with = "duration::serialize")]
+        jitter: Duration,
+    },
+    Duplicate,
+    Partition {
+        groups: Vec<Vec<String>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceAction {
+    /// `systemctl stop`; healed with `systemctl start`.
+    Stop,
+    /// `systemctl kill -s KILL`; healed with `systemctl start`.
+    Kill,
+    /// `systemctl restart`: over at once, no end.
+    Restart,
+    /// The guest reboots: over at once, no end.
+    Reboot,
+}
+
+impl ServiceAction {
+    /// Whether the action is over at once (and so takes no `end`).
+    pub fn instant(self) -> bool {
+        matches!(self, ServiceAction::Restart | ServiceAction::Reboot)
+    }
+}
+
+/// When a fault starts. Times and lines count from the start of the workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "on", rename_all = "snake_case")]
+pub enum Trigger {
+    /// This long after the workload starts; `0s` faults are in place before the first step.
+    At {
+        #[serde(serialize_with = "duration::serialize")]
+        offset: Duration,
+    },
+    /// When the step finishes (whether or not it succeeded).
+    AfterStep { step: String },
+    /// When a line matching `pattern` is written to `file` in `guest`.
+    OnLog {
+        guest: String,
+        file: String,
+        pattern: Pattern,
+    },
+    /// When the first frame matching is seen on `segment`.
+    OnFrame {
+        segment: String,
+        #[serde(rename = "match")]
+        matcher: Match,
+    },
+}
+
+/// When a fault ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum End {
+    /// It stays on through the after-evidence, until the lab stops.
+    Never,
+    /// The harness heals it this long after it started.
+    Duration {
+        #[serde(serialize_with = "duration::serialize")]
+        duration: Duration,
+    },
+    /// The harness heals it when the step finishes.
+    UntilStep { step: String },
+    /// The step heals it (e.g. `systemctl start`); it ends when the step finishes.
+    HealStep { step: String },
+}
+
+/// What to capture before the workload starts and after it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EvidencePlan {
+    pub before: Vec<EvidenceItem>,
+    /// Includes what checks declared inline (named `check:<check>`).
+    pub after: Vec<EvidenceItem>,
+}
+
+impl EvidencePlan {
+    pub fn item(&self, name: &str) -> Option<&EvidenceItem> {
+        self.before.iter().chain(&self.after).find(|e| e.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvidenceItem {
+    pub name: String,
+    pub guest: String,
+    #[serde(flatten)]
+    pub source: EvidenceSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvidenceSource {
+    /// The command's stdout, stderr and exit status.
+    Command {
+        command: String,
+        #[serde(serialize_with = "duration::serialize")]
+        timeout: Duration,
+    },
+    /// The file copied out of the guest.
+    File { path: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: CheckKind,
+    /// Checks that must pass for this one to be judged; otherwise it is unknown.
+    pub requires: Vec<String>,
+    /// The evidence the check is judged on; missing evidence makes it unknown.
+    pub needs: Vec<Need>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckKind {
+    StepOk {
+        step: String,
+    },
+    StepFailed {
+        step: String,
+    },
+    /// The step's output (stdout; the session transcript for imap/pop3).
+    StepOutput {
+        step: String,
+        expect: TextExpect,
+    },
+    /// An evidence item's text (command output or file).
+    ExecOutput {
+        evidence: String,
+        expect: TextExpect,
+    },
+    /// The step succeeded within `limit` of starting.
+    DurationAtMost {
+        step: String,
+        #[serde(serialize_with = "duration::serialize")]
+        limit: Duration,
+    },
+    /// No line of the evidence item matches `pattern`.
+    LogAbsent {
+        evidence: String,
+        pattern: Pattern,
+    },
+    /// How many frames on `segment` match.
+    Frames {
+        segment: String,
+        #[serde(rename = "match")]
+        matcher: Match,
+        count: Count,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextExpect {
+    /// The whole text, trailing white space removed, equals this.
+    Equals(String),
+    /// The text contains this.
+    Contains(String),
+    /// Some line of the text matches this.
+    Matches(Pattern),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Count {
+    AtLeast(u64),
+    Equals(u64),
+}
+
+/// A piece of evidence a check is judged on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Need {
+    /// The step's record: outcome, times, output.
+    Step { step: String },
+    /// An item of the evidence plan.
+    Evidence { evidence: String },
+    /// The segment's pcapng trace.
+    Trace { segment: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Arm {
+    pub name: String,
+    /// The faults it turns on.
+    pub faults: Vec<String>,
+    pub expect: ArmExpectation,
+    pub setup: Setup,
+}
+
+/// How an arm's lab or workload differs from the case's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Setup {
+    pub skip_steps: Vec<String>,
+    /// Guest → image replacing the case's (e.g. a Dovecot with a fix).
+    pub images: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+//! The shape of a case file as written: serde with `deny_unknown_fields` everywhere, and spans
+//! on every value so that validation can point at it.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+pub(super) type S<T> = Spanned<T>;
+pub(super) type Str = Spanned<String>;
+
+/// A table whose keys are names (`[guests.filer]`, `[arms.baseline]`), kept in file order and
+/// with the span of each key.
+pub(super) struct Named<T>(pub Vec<(Str, T)>);
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Named(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Named<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of names")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named<T>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Str>()? {
+                    out.push((k, map.next_value::<T>()?));
+                }
+                Ok(Named(out))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCase {
+    pub name: Str,
+    pub summary: Str,
+    // Not `Spanned<Named<…>>`: toml_edit cannot give spanned keys inside a spanned header
+    // table, so an empty table is found by `resolve::key_offset`.
+    pub guests: Named<RawGuest>,
+    pub segments: Option<Named<RawSegment>>,
+    #[serde(default)]
+    pub disks: Named<RawDisk>,
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+    #[serde(default)]
+    pub faults: Named<RawFault>,
+    #[serde(default)]
+    pub evidence: RawEvidence,
+    pub checks: Named<RawCheck>,
+    pub arms: Named<RawArm>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGuest {
+    pub image: Str,
+    pub role: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSegment {
+    pub guests: S<Vec<Str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDisk {
+    pub guest: Str,
+    pub size: Str,
+    #[serde(default)]
+    pub nbdkit_filters: Vec<Str>,
+}
+
+// ---- steps ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub name: Str,
+    pub guest: Option<Str>,
+    pub background: Option<S<bool>>,
+    pub exec: Option<S<RawExec>>,
+    pub lock_probe: Option<S<RawLockProbe>>,
+    pub imap: Option<S<RawSession>>,
+    pub pop3: Option<S<RawSession>>,
+    pub wait: Option<S<RawWait>>,
+    pub wait_for_log: Option<S<RawWaitForLog>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExec {
+    pub command: Str,
+    pub timeout: Option<Str>,
+    pub expect_exit: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLockProbe {
+    pub path: Str,
+    pub mode: Str,
+    pub seconds: S<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSession {
+    pub server: Option<Str>,
+    pub port: Option<S<i64>>,
+    pub user: Str,
+    pub password: Str,
+    #[serde(default)]
+    pub commands: Vec<Str>,
+    pub hangup: Option<S<bool>>,
+    pub timeout: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWait {
+    pub duration: Str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWaitForLog {
+    pub file: Str,
+    pub pattern: Str,
+    pub timeout: Option<Str>,
+}
+
+// ---- frame matches (wire faults, on_frame triggers, frames checks) --------------------------
+
+/// The match keys, by reference, whichever table they were written in.
+pub(super) struct RawMatch<'a> {
+    pub from: Option<&'a Str>,
+    pub to: Option<&'a Str>,
+    pub ethertype: Option<&'a S<toml::Value>>,
+    pub ip_proto: Option<&'a S<toml::Value>>,
+    pub src_ip: Option<&'a Str>,
+    pub dst_ip: Option<&'a Str>,
+    pub src_port: Option<&'a S<i64>>,
+    pub dst_port: Option<&'a S<i64>>,
+    pub tcp_flags: Option<&'a S<toml::Value>>,
+    pub rpc_program: Option<&'a S<toml::Value>>,
+    pub rpc_version: Option<&'a S<i64>>,
+    pub rpc_procedure: Option<&'a S<toml::Value>>,
+    pub rpc_kind: Option<&'a Str>,
+}
+
+/// A table with `segment`, the match keys, and `$extra` fields: serde's `flatten` would lose
+/// both `deny_unknown_fields` and the spans.
+macro_rules! frame_match_table {
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            pub segment: Str,
+            pub from: Option<Str>,
+            pub to: Option<Str>,
+            pub ethertype: Option<S<toml::Value>>,
+            pub ip_proto: Option<S<toml::Value>>,
+            pub src_ip: Option<Str>,
+            pub dst_ip: Option<Str>,
+            pub src_port: Option<S<i64>>,
+            pub dst_port: Option<S<i64>>,
+            pub tcp_flags: Option<S<toml::Value>>,
+            pub rpc_program: Option<S<toml::Value>>,
+            pub rpc_version: Option<S<i64>>,
+            pub rpc_procedure: Option<S<toml::Value>>,
+            pub rpc_kind: Option<Str>,
+            $(pub $field: $ty,)*
+        }
+
+        impl $name {
+            pub fn matcher(&self) -> RawMatch<'_> {
+                RawMatch {
+                    from: self.from.as_ref(),
+                    to: self.to.as_ref(),
+                    ethertype: self.ethertype.as_ref(),
+                    ip_proto: self.ip_proto.as_ref(),
+                    src_ip: self.src_ip.as_ref(),
+                    dst_ip: self.dst_ip.as_ref(),
+                    src_port: self.src_port.as_ref(),
+                    dst_port: self.dst_port.as_ref(),
+                    tcp_flags: self.tcp_flags.as_ref(),
+                    rpc_program: self.rpc_program.as_ref(),
+                    rpc_version: self.rpc_version.as_ref(),
+                    rpc_procedure: self.rpc_procedure.as_ref(),
+                    rpc_kind: self.rpc_kind.as_ref(),
+                }
+            }
+        }
+    };
+}
+
+frame_match_table!(RawWire {
+    action: Str,
+    delay: Option<Str>,
+    jitter: Option<Str>,
+    groups: Option<S<Vec<S<Vec<Str>>>>>,
+});
+frame_match_table!(RawOnFrame {});
+frame_match_table!(RawFrames {
+    count_at_least: Option<S<i64>>,
+    count_equals: Option<S<i64>>,
+});
+
+// ---- faults --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFault {
+    pub start: S<RawStart>,
+    pub end: Option<S<RawEnd>>,
+    pub wire: Option<S<RawWire>>,
+    pub guest_nft: Option<S<RawNft>>,
+    pub guest_exec: Option<S<RawGuestExec>>,
+    pub service: Option<S<RawService>>,
+    pub disk_error: Option<S<RawDiskError>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStart {
+    pub at: Option<Str>,
+    pub after_step: Option<Str>,
+    pub on_log: Option<S<RawLogLine>>,
+    pub on_frame: Option<S<RawOnFrame>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogLine {
+    pub guest: Str,
+    pub file: Str,
+    pub pattern: Str,
+}
+
+/// `end = "never"`, or a table with one of the end keys.
+pub(super) enum RawEnd {
+    Never,
+    Table(RawEndTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndTable {
+    pub duration: Option<Str>,
+    pub until_step: Option<Str>,
+    pub heal_step: Option<Str>,
+}
+
+impl<'de> Deserialize<'de> for RawEnd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEnd;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"never\" or a table with one of duration, until_step, heal_step")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawEnd, E> {
+                if v == "never" {
+                    Ok(RawEnd::Never)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawEnd, A::Error> {
+                RawEndTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawEnd::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNft {
+    pub guest: Str,
+    pub ruleset: Str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGuestExec {
+    pub guest: Str,
+    pub command: Str,
+    pub heal: Option<Str>,
+    pub timeout: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub guest: Str,
+    pub unit: Option<Str>,
+    pub action: Str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiskError {
+    pub disk: Str,
+}
+
+// ---- evidence ------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvidence {
+    #[serde(default)]
+    pub before: Vec<RawEvidenceItem>,
+    #[serde(default)]
+    pub after: Vec<RawEvidenceItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvidenceItem {
+    pub name: Str,
+    pub guest: Str,
+    pub command: Option<Str>,
+    pub file: Option<Str>,
+    pub timeout: Option<Str>,
+}
+
+// ---- checks --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    #[serde(default)]
+    pub requires: Vec<Str>,
+    pub step_ok: Option<S<RawStepRef>>,
+    pub step_failed: Option<S<RawStepRef>>,
+    pub step_output: Option<S<RawStepOutput>>,
+    pub exec_output: Option<S<RawExecOutput>>,
+    pub duration_at_most: Option<S<RawDurationAtMost>>,
+    pub log_absent: Option<S<RawLogAbsent>>,
+    pub frames: Option<S<RawFrames>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStepRef {
+    pub step: Str,
+}
+
+/// `equals`, `contains`, `matches`: exactly one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStepOutput {
+    pub step: Str,
+    pub equals: Option<Str>,
+    pub contains: Option<Str>,
+    pub matches: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExecOutput {
+    pub evidence: Option<Str>,
+    pub guest: Option<Str>,
+    pub command: Option<Str>,
+    pub timeout: Option<Str>,
+    pub equals: Option<Str>,
+    pub contains: Option<Str>,
+    pub matches: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDurationAtMost {
+    pub step: Str,
+    pub limit: Str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogAbsent {
+    pub evidence: Option<Str>,
+    pub guest: Option<Str>,
+    pub file: Option<Str>,
+    pub pattern: Str,
+}
+
+// ---- arms ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArm {
+    #[serde(default)]
+    pub faults: Vec<Str>,
+    pub expect: Str,
+    pub failing_checks: Option<S<Vec<Str>>>,
+    #[serde(default)]
+    pub setup: RawSetup,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSetup {
+    #[serde(default)]
+    pub skip_steps: Vec<Str>,
+    #[serde(default)]
+    pub images: Named<Str>,
+}
