@@ -86,12 +86,7 @@ pub async fn run(
     work: &Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<Report, VmError> {
-    let err = |what: String| VmError {
-        guest: "bench".into(),
-        what,
-        stderr: String::new(),
-        console: String::new(),
-    };
+    let err = |what: String| VmError::new("bench", what);
     let mut starts = Vec::new();
     for image in [filer, frontend] {
         let state = saved::ensure(cache_root, image, accel, say).await?;
@@ -210,12 +205,7 @@ async fn qemu_socket_iperf(
     work: &Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<f64, VmError> {
-    let err = |what: String| VmError {
-        guest: "bench".into(),
-        what,
-        stderr: String::new(),
-        console: String::new(),
-    };
+    let err = |what: String| VmError::new("bench", what);
     let state = saved::ensure(cache_root, frontend, accel, say).await?;
     let port = free_port().map_err(|e| err(format!("finding a free port: {e}")))?;
     let addr = format!("127.0.0.1:{port}");

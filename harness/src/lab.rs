@@ -172,12 +172,7 @@ enum Resume {
 }
 
 fn lab_err(what: String) -> VmError {
-    VmError {
-        guest: "lab".into(),
-        what,
-        stderr: String::new(),
-        console: String::new(),
-    }
+    VmError::new("lab", what)
 }
 
 /// Start the switch and restore every guest onto it from `states` (one per guest, in order).

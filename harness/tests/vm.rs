@@ -80,17 +80,23 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// Boot the image and require that it matches its manifest.
-fn check_image(image: &images::Image) -> Result<(), Failed> {
-    let decision = accel::decide(None, Some(&image.kernel()));
-    let work = tempfile::Builder::new()
-        .prefix("faultline-vmtest-")
+/// A scratch folder (removed on drop unless kept) and a single-threaded runtime for one trial.
+fn scratch(prefix: &str) -> Result<(tempfile::TempDir, tokio::runtime::Runtime), String> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
         .tempdir()
         .map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    Ok((dir, rt))
+}
+
+/// Boot the image and require that it matches its manifest.
+fn check_image(image: &images::Image) -> Result<(), Failed> {
+    let decision = accel::decide(None, Some(&image.kernel()));
+    let (work, rt) = scratch("faultline-vmtest-")?;
     let report = rt
         .block_on(images::check::check(image, decision.accel, work.path()))
         .map_err(|e| e.to_string())?;
@@ -163,14 +169,7 @@ where
 {
     let (filer, frontend) = lab_images()?;
     let decision = accel::decide(None, Some(&filer.kernel()));
-    let dir = tempfile::Builder::new()
-        .prefix("faultline-lab-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (dir, rt) = scratch("faultline-lab-")?;
     let result = rt.block_on(async {
         let spec = faultline::lab::LabSpec {
             segment: "lan".into(),
@@ -481,14 +480,7 @@ fn start_broken(
     nics: usize,
     limit: std::time::Duration,
 ) -> Result<String, Failed> {
-    let dir = tempfile::Builder::new()
-        .prefix("faultline-broken-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (dir, rt) = scratch("faultline-broken-")?;
     let t = std::time::Instant::now();
     let err = rt.block_on(async {
         let nic = faultline::qemu::Nic {
@@ -522,14 +514,7 @@ fn start_broken(
 /// A QEMU that refuses its command line (more vCPUs than the machine type allows) exits at
 /// once, and the error shows QEMU's own message.
 fn exit_at_start(image: &images::Image) -> Result<(), Failed> {
-    let dir = tempfile::Builder::new()
-        .prefix("faultline-broken-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (dir, rt) = scratch("faultline-broken-")?;
     let r = rt.block_on(faultline::qemu::Machine::start(faultline::qemu::Launch {
         name: "broken".into(),
         image,

@@ -28,6 +28,18 @@ pub struct VmError {
     pub console: String,
 }
 
+impl VmError {
+    /// An error about `guest` with no QEMU files to show (before QEMU runs, or about the lab).
+    pub fn new(guest: &str, what: impl Into<String>) -> VmError {
+        VmError {
+            guest: guest.into(),
+            what: what.into(),
+            stderr: String::new(),
+            console: String::new(),
+        }
+    }
+}
+
 /// What to start.
 pub struct Launch<'a> {
     pub name: String,

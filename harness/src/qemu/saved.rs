@@ -137,12 +137,7 @@ pub async fn ensure(
     }
     let states = cache_root.join("states");
     let name = entry(image, accel);
-    let fail = |what: String| VmError {
-        guest: image.manifest.name.clone(),
-        what,
-        stderr: String::new(),
-        console: String::new(),
-    };
+    let fail = |what: String| VmError::new(&image.manifest.name, what);
     // The same per-entry lock as image builds: concurrent runs wait for one save.
     let _lock = cache::Lock::acquire(&states, &name).map_err(|e| fail(format!("locking {name}: {e}")))?;
     if let Some(s) = lookup(cache_root, image, accel) {
