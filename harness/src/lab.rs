@@ -134,11 +134,6 @@ impl Lab {
         .await
         .map(|_| ())
     }
-
-    /// Where a guest's files are.
-    pub fn guest_dir(&self, name: &str) -> PathBuf {
-        self.dir.join("guests").join(name)
-    }
 }
 
 /// A command run in one guest before a whole-lab state is saved.
