@@ -100,17 +100,23 @@ async fn connected(sw: &Switch, n: u64) {
     panic!("ports did not connect");
 }
 
+/// A segment of three ports, each connected as a guest would be.
+async fn three_ports(names: [&str; 3]) -> (tempfile::TempDir, Switch, [TestPort; 3]) {
+    let (dir, sw) = segment(&names).await;
+    let ports = [
+        connect(&sw, names[0]).await,
+        connect(&sw, names[1]).await,
+        connect(&sw, names[2]).await,
+    ];
+    connected(&sw, 3).await;
+    (dir, sw, ports)
+}
+
 const WAIT: Duration = Duration::from_millis(500);
 
 #[tokio::test]
 async fn broadcast_floods_and_unicast_learns() {
-    let (_d, sw) = segment(&["a", "b", "c"]).await;
-    let (mut a, mut b, mut c) = (
-        connect(&sw, "a").await,
-        connect(&sw, "b").await,
-        connect(&sw, "c").await,
-    );
-    connected(&sw, 3).await;
+    let (_d, sw, [mut a, mut b, mut c]) = three_ports(["a", "b", "c"]).await;
     let arp_like = udp(BROADCAST, A, 1, 2, b"hello");
     a.send(&arp_like).await.unwrap();
     assert_eq!(b.recv(WAIT).await.unwrap().as_deref(), Some(&arp_like[..]));
@@ -128,13 +134,7 @@ async fn broadcast_floods_and_unicast_learns() {
 
 #[tokio::test]
 async fn a_rule_drops_exactly_granted_msg_toward_one_port_and_counts_it() {
-    let (dir, sw) = segment(&["filer", "imap1", "imap2"]).await;
-    let (mut filer, mut imap1, mut imap2) = (
-        connect(&sw, "filer").await,
-        connect(&sw, "imap1").await,
-        connect(&sw, "imap2").await,
-    );
-    connected(&sw, 3).await;
+    let (dir, sw, [mut filer, mut imap1, mut imap2]) = three_ports(["filer", "imap1", "imap2"]).await;
     // Teach the switch where everyone is.
     imap1.send(&udp(BROADCAST, B, 9, 9, b"x")).await.unwrap();
     imap2.send(&udp(BROADCAST, C, 9, 9, b"x")).await.unwrap();
@@ -202,13 +202,7 @@ async fn a_rule_drops_exactly_granted_msg_toward_one_port_and_counts_it() {
 
 #[tokio::test]
 async fn delay_and_duplicate_and_partition() {
-    let (_d, sw) = segment(&["a", "b", "c"]).await;
-    let (mut a, mut b, mut c) = (
-        connect(&sw, "a").await,
-        connect(&sw, "b").await,
-        connect(&sw, "c").await,
-    );
-    connected(&sw, 3).await;
+    let (_d, sw, [mut a, mut b, mut c]) = three_ports(["a", "b", "c"]).await;
     sw.add_rule(Rule {
         name: "slow".into(),
         matcher: Match {
@@ -246,13 +240,7 @@ async fn delay_and_duplicate_and_partition() {
         BTreeSet::from(["a".to_string()]),
         BTreeSet::from(["b".to_string(), "c".to_string()]),
     ];
-    let (_d2, sw2) = segment(&["a", "b", "c"]).await;
-    let (mut a, mut b, mut c) = (
-        connect(&sw2, "a").await,
-        connect(&sw2, "b").await,
-        connect(&sw2, "c").await,
-    );
-    connected(&sw2, 3).await;
+    let (_d2, sw2, [mut a, mut b, mut c]) = three_ports(["a", "b", "c"]).await;
     sw2.add_rule(Rule {
         name: "split".into(),
         matcher: Match::default(),
@@ -266,13 +254,7 @@ async fn delay_and_duplicate_and_partition() {
 
 #[tokio::test]
 async fn hostile_bytes_close_only_that_port() {
-    let (_d, sw) = segment(&["a", "b", "c"]).await;
-    let (mut a, mut b, mut c) = (
-        connect(&sw, "a").await,
-        connect(&sw, "b").await,
-        connect(&sw, "c").await,
-    );
-    connected(&sw, 3).await;
+    let (_d, sw, [mut a, mut b, mut c]) = three_ports(["a", "b", "c"]).await;
     // Short and junk frames are forwarded (and counted), never a panic.
     for len in [0usize, 1, 5, 13, 14, 20, 33, 60] {
         let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8 | 1).collect();
