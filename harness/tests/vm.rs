@@ -236,7 +236,11 @@ async fn sh(lab: &mut faultline::lab::Lab, guest: &str, script: &str, secs: u64)
 
 /// tshark's reading of a pcapng: one line of `fields` per frame. None when tshark is missing.
 fn tshark(pcap: &Path, fields: &[&str]) -> Option<Vec<String>> {
-    hosttools::find(hosttools::TSHARK).ok()?;
+    if let Err(e) = hosttools::find(hosttools::TSHARK) {
+        // Said out loud: the trial still checks the switch's own counts, but not from outside.
+        eprintln!("outside check skipped: {e}");
+        return None;
+    }
     let mut cmd = std::process::Command::new("tshark");
     cmd.arg("-r").arg(pcap).args([
         "-d",
