@@ -167,43 +167,15 @@ impl Agent {
     /// Run `script` with `/bin/sh -c` in the guest and wait for it, at most `limit`.
     pub async fn exec(&mut self, script: &str, limit: Duration) -> Result<ExecOutput, AgentError> {
         let start = Instant::now();
-        let per_call = Duration::from_secs(10).min(limit);
-        let r = self
-            .execute(
-                "guest-exec",
-                json!({"path": "/bin/sh", "arg": ["-c", script], "capture-output": true}),
-                per_call,
-            )
-            .await?;
-        let pid = r["pid"]
-            .as_i64()
-            .ok_or_else(|| AgentError::Protocol(format!("guest-exec returned {r}")))?;
+        let pid = self.spawn(script, Duration::from_secs(10).min(limit)).await?;
         let mut poll = Duration::from_millis(20);
         loop {
-            let s = self
-                .execute("guest-exec-status", json!({"pid": pid}), per_call)
-                .await?;
-            if s["exited"].as_bool() == Some(true) {
-                let b64 = |k: &str| -> String {
-                    s.get(k)
-                        .and_then(Value::as_str)
-                        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default()
-                };
-                let exit_code = s["exitcode"]
-                    .as_i64()
-                    .or_else(|| s["signal"].as_i64().map(|sig| 128 + sig))
-                    .unwrap_or(-1);
-                return Ok(ExecOutput {
-                    exit_code,
-                    stdout: b64("out-data"),
-                    stderr: b64("err-data"),
-                });
+            if let Some(out) = self.status(pid, Duration::from_secs(10).min(limit)).await? {
+                return Ok(out);
             }
             if start.elapsed() >= limit {
                 // Don't leave it running: the guest's process table is evidence too.
-                let _ = self.exec_kill(pid).await;
+                let _ = self.kill(pid).await;
                 return Err(AgentError::ExecTimeout {
                     command: script.to_string(),
                     limit,
@@ -214,7 +186,51 @@ impl Agent {
         }
     }
 
-    async fn exec_kill(&mut self, pid: i64) -> Result<(), AgentError> {
+    /// Start `script` with `/bin/sh -c` in the guest, capturing its output; returns its pid
+    /// for [`Agent::status`]. One short agent exchange, so callers that interleave several
+    /// guest processes on one agent never wait on a long-running one.
+    pub async fn spawn(&mut self, script: &str, limit: Duration) -> Result<i64, AgentError> {
+        let r = self
+            .execute(
+                "guest-exec",
+                json!({"path": "/bin/sh", "arg": ["-c", script], "capture-output": true}),
+                limit,
+            )
+            .await?;
+        r["pid"]
+            .as_i64()
+            .ok_or_else(|| AgentError::Protocol(format!("guest-exec returned {r}")))
+    }
+
+    /// The output of a process started by [`Agent::spawn`] once it has exited; `None` while
+    /// it runs. The agent forgets a process once its exit has been reported.
+    pub async fn status(&mut self, pid: i64, limit: Duration) -> Result<Option<ExecOutput>, AgentError> {
+        let s = self
+            .execute("guest-exec-status", json!({"pid": pid}), limit)
+            .await?;
+        if s["exited"].as_bool() != Some(true) {
+            return Ok(None);
+        }
+        let b64 = |k: &str| -> String {
+            s.get(k)
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        let exit_code = s["exitcode"]
+            .as_i64()
+            .or_else(|| s["signal"].as_i64().map(|sig| 128 + sig))
+            .unwrap_or(-1);
+        Ok(Some(ExecOutput {
+            exit_code,
+            stdout: b64("out-data"),
+            stderr: b64("err-data"),
+        }))
+    }
+
+    /// SIGKILL a guest process (one started by [`Agent::spawn`]).
+    pub async fn kill(&mut self, pid: i64) -> Result<(), AgentError> {
         self.execute(
             "guest-exec",
             json!({"path": "/bin/kill", "arg": ["-9", pid.to_string()]}),

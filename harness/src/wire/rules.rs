@@ -139,6 +139,9 @@ pub enum Action {
     Partition {
         groups: Vec<BTreeSet<String>>,
     },
+    /// Only count (and number) the frames it matches; they go on untouched and later rules
+    /// still decide their fate. What a fault's `on_frame` trigger watches.
+    Observe,
 }
 
 impl Action {
@@ -148,6 +151,7 @@ impl Action {
             Action::Delay { .. } => "delayed",
             Action::Duplicate => "duplicated",
             Action::Partition { .. } => "dropped (partition)",
+            Action::Observe => "seen",
         }
     }
 }
@@ -272,13 +276,24 @@ impl RuleSet {
             };
         }
         let mut acted: Vec<(usize, &str)> = Vec::new();
+        for (i, (_, r)) in self.rules.iter().enumerate() {
+            if r.action == Action::Observe {
+                if let Some(port) = to.iter().find(|p| r.applies(f, from, p)) {
+                    acted.push((i, port));
+                }
+            }
+        }
         for &port in to {
-            let hit = self.rules.iter().position(|(_, r)| r.applies(f, from, port));
+            let hit = self
+                .rules
+                .iter()
+                .position(|(_, r)| r.action != Action::Observe && r.applies(f, from, port));
             let verdict = match hit {
                 None => Verdict::Forward,
                 Some(i) => {
                     acted.push((i, port));
                     match &self.rules[i].1.action {
+                        Action::Observe => Verdict::Forward,
                         Action::Drop | Action::Partition { .. } => Verdict::Drop,
                         Action::Duplicate => Verdict::Duplicate,
                         Action::Delay { fixed, jitter: j } => {
@@ -462,5 +477,24 @@ mod tests {
         assert!(m.matches(&rst_ack, "a", "b"));
         assert!(!m.matches(&ack, "a", "b"));
         assert!(!m.matches(&Facts::default(), "a", "b"));
+    }
+
+    #[test]
+    fn an_observer_counts_without_deciding() {
+        let mut rs = RuleSet::default();
+        let seen = rs.add(Rule {
+            name: "watch".into(),
+            matcher: Match {
+                rpc: Some(RpcMatch::call(100021, 10)),
+                ..Match::default()
+            },
+            action: Action::Observe,
+        });
+        let drop = rs.add(drop_grants_to("imap1"));
+        let d = rs.decide(&granted_msg(), 4, "filer", &["imap1", "imap2"], &mut || 0.0);
+        assert_eq!(d.verdicts, vec![Verdict::Drop, Verdict::Forward]);
+        let stats = |id: RuleId| rs.stats().iter().find(|s| s.id == id).unwrap().clone();
+        assert_eq!((stats(seen).matched, stats(seen).frames), (1, vec![4]));
+        assert_eq!(stats(drop).matched, 1);
     }
 }
