@@ -1,0 +1,339 @@
+//! `junit.xml`: one test suite per case, one test case per arm.
+//!
+//! An arm "passes" in JUnit terms when it met its expectation, so an expected failure that
+//! failed for its stated reason is green in CI; its finding still shows in `<system-out>`.
+//! Everything written here may hold guest-derived text, so every piece of it goes through
+//! [`escape`].
+
+use super::{ArmRecord, RunRecord};
+use crate::case::Verdict;
+
+pub fn render(run: &RunRecord) -> String {
+    let cases = by_case(&run.arms);
+    let (failures, errors) = tally(&run.arms);
+    let total: f64 = run.arms.iter().map(|a| a.duration_s).sum();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(&format!(
+        "<testsuites name=\"faultline\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{}\">\n",
+        run.arms.len(),
+        seconds(total),
+    ));
+    for (case, arms) in &cases {
+        let (failures, errors) = tally(arms.iter().copied());
+        let time: f64 = arms.iter().map(|a| a.duration_s).sum();
+        out.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{}\">\n",
+            attr(case),
+            arms.len(),
+            seconds(time),
+        ));
+        for arm in arms {
+            testcase(&mut out, arm);
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// How an arm shows in JUnit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Passed,
+    Failure,
+    /// The harness could not judge the arm: CI tools tell these apart from real failures.
+    Error,
+}
+
+fn outcome(arm: &ArmRecord) -> Outcome {
+    match (arm.met, arm.verdict) {
+        (true, _) => Outcome::Passed,
+        (false, Verdict::Error) => Outcome::Error,
+        (false, _) => Outcome::Failure,
+    }
+}
+
+/// (failures, errors).
+fn tally<'a>(arms: impl IntoIterator<Item = &'a ArmRecord>) -> (usize, usize) {
+    arms.into_iter().fold((0, 0), |(f, e), arm| match outcome(arm) {
+        Outcome::Passed => (f, e),
+        Outcome::Failure => (f + 1, e),
+        Outcome::Error => (f, e + 1),
+    })
+}
+
+/// Arms grouped by case, cases in the order they first appear (a rerun of a single arm may
+/// interleave them, and JUnit readers expect one suite per name).
+fn by_case(arms: &[ArmRecord]) -> Vec<(&str, Vec<&ArmRecord>)> {
+    let mut cases: Vec<(&str, Vec<&ArmRecord>)> = Vec::new();
+    for arm in arms {
+        match cases.iter_mut().find(|(c, _)| *c == arm.case) {
+            Some((_, list)) => list.push(arm),
+            None => cases.push((&arm.case, vec![arm])),
+        }
+    }
+    cases
+}
+
+fn testcase(out: &mut String, arm: &ArmRecord) {
+    out.push_str(&format!(
+        "    <testcase classname=\"{}\" name=\"{}\" time=\"{}\">\n",
+        attr(&arm.case),
+        attr(&arm.arm),
+        seconds(arm.duration_s),
+    ));
+    let element = match outcome(arm) {
+        Outcome::Passed => None,
+        Outcome::Failure => Some("failure"),
+        Outcome::Error => Some("error"),
+    };
+    if let Some(element) = element {
+        let message = format!(
+            "expected {}, got {}: {}",
+            arm.expected, arm.verdict, arm.explanation
+        );
+        let open = format!(
+            "      <{element} message=\"{}\" type=\"{}\"",
+            attr(&message),
+            arm.verdict
+        );
+        let body = failure_body(arm);
+        if body.is_empty() {
+            out.push_str(&format!("{open}/>\n"));
+        } else {
+            out.push_str(&format!("{open}>{}</{element}>\n", text(&body)));
+        }
+    }
+    let mut system_out = format!(
+        "verdict: {} (expected {}{})\n{}\ndir: {}\nrerun: {}\n",
+        arm.verdict,
+        arm.expected,
+        if arm.met { ", met" } else { ", not met" },
+        arm.explanation,
+        arm.dir,
+        arm.rerun,
+    );
+    if let Some(finding) = &arm.finding {
+        system_out.push_str(&format!("finding: {finding}\n"));
+    }
+    out.push_str(&format!("      <system-out>{}</system-out>\n", text(&system_out)));
+    out.push_str("    </testcase>\n");
+}
+
+/// What went wrong, one line each: the checks that did not pass, the named failing checks that
+/// were never evaluated, and the faults that did not fire (the arm's outcome cannot be put
+/// down to those).
+fn failure_body(arm: &ArmRecord) -> String {
+    let mut lines = Vec::new();
+    for check in arm.checks.iter().filter(|c| c.verdict != Verdict::Pass) {
+        let why = check.explanation.as_deref().unwrap_or("no explanation");
+        lines.push(format!("check {}: {}: {why}", check.name, check.verdict));
+    }
+    for name in &arm.failing_checks {
+        if !arm.checks.iter().any(|c| &c.name == name) {
+            lines.push(format!("check {name}: not evaluated (expected to fail)"));
+        }
+    }
+    for fault in arm.faults.iter().filter(|f| !f.fired) {
+        lines.push(format!("fault {} did not fire: {}", fault.name, fault.evidence));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Seconds as JUnit wants them; a non-finite or negative time (a clock gone wrong) is 0 rather
+/// than something a CI parser chokes on.
+fn seconds(s: f64) -> String {
+    let s = if s.is_finite() && s > 0.0 { s } else { 0.0 };
+    format!("{s:.3}")
+}
+
+fn attr(s: &str) -> String {
+    escape(s, true)
+}
+
+fn text(s: &str) -> String {
+    escape(s, false)
+}
+
+/// XML 1.0 escaping of hostile text. Characters XML 1.0 forbids (most C0 controls, U+FFFE,
+/// U+FFFF) would make the whole file unparseable, so they and the discouraged ones (C1
+/// controls, noncharacters) become U+FFFD. In attributes, whitespace other than a space is
+/// written as a character reference because parsers normalize it to spaces otherwise; `\r` in
+/// text likewise, since parsers turn it into `\n`.
+fn escape(s: &str, in_attr: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\r' => out.push_str("&#13;"),
+            '\n' if in_attr => out.push_str("&#10;"),
+            '\t' if in_attr => out.push_str("&#9;"),
+            '\n' | '\t' => out.push(c),
+            c if forbidden(c) => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Controls and noncharacters: never meaningful in a report, and either illegal or discouraged
+/// in XML 1.0.
+fn forbidden(c: char) -> bool {
+    let u = u32::from(c);
+    u < 0x20 || (0x7f..=0x9f).contains(&u) || (0xfdd0..=0xfdef).contains(&u) || u & 0xfffe == 0xfffe
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::results::{CheckRecord, FaultRecord};
+
+    fn check(name: &str, verdict: Verdict, explanation: Option<&str>) -> CheckRecord {
+        CheckRecord {
+            name: name.into(),
+            verdict,
+            explanation: explanation.map(String::from),
+        }
+    }
+
+    /// Two arms of one case (one met pass; one unmet fail with a finding, an unfired fault and
+    /// hostile guest text) and an errored arm of another case. Shared with the HTML tests.
+    pub(in crate::results) fn fixture() -> RunRecord {
+        let baseline = ArmRecord {
+            case: "nfs-lock".into(),
+            arm: "baseline".into(),
+            summary: "A POSIX lock survives a server restart.".into(),
+            expected: Verdict::Pass,
+            failing_checks: vec![],
+            verdict: Verdict::Pass,
+            met: true,
+            explanation: "pass as expected: all 2 checks passed.".into(),
+            finding: None,
+            duration_s: 41.25,
+            lab_ready_s: 20.5,
+            workload_s: 12.0,
+            checks: vec![
+                check("locked", Verdict::Pass, None),
+                check("released", Verdict::Pass, None),
+            ],
+            faults: vec![],
+            dir: "nfs-lock/baseline".into(),
+            rerun: "faultline run --case nfs-lock --arm baseline".into(),
+        };
+        let grant_lost = ArmRecord {
+            case: "nfs-lock".into(),
+            arm: "grant-lost".into(),
+            summary: "A POSIX lock survives a server restart.".into(),
+            expected: Verdict::Fail,
+            failing_checks: vec!["prompt".into(), "ghost".into()],
+            verdict: Verdict::Fail,
+            met: false,
+            explanation: "fail, but not as expected: mounted failed (guest said <script>alert(1)</script> \
+                          & \u{0}bye \"quoted\")."
+                .into(),
+            finding: Some("lockd drops a GRANTED callback & never retries it.".into()),
+            duration_s: 63.5,
+            lab_ready_s: 21.0,
+            workload_s: 30.0,
+            checks: vec![
+                check(
+                    "mounted",
+                    Verdict::Fail,
+                    Some("mount said <b>no</b> & gave up\u{7}"),
+                ),
+                check("prompt", Verdict::Pass, None),
+                check("later", Verdict::Unknown, Some("not judged: it requires mounted")),
+            ],
+            faults: vec![
+                FaultRecord {
+                    name: "grant-lost".into(),
+                    fired: false,
+                    evidence: "rule matched 0 frames on lan between 2.0 s and 8.0 s".into(),
+                    started_s: Some(2.0),
+                    ended_s: Some(8.0),
+                },
+                FaultRecord {
+                    name: "slow-disk".into(),
+                    fired: true,
+                    evidence: "tc qdisc add exited 0 (steps.log line 3)".into(),
+                    started_s: Some(1.0),
+                    ended_s: None,
+                },
+            ],
+            dir: "nfs-lock/grant-lost".into(),
+            rerun: "faultline run --case nfs-lock --arm grant-lost".into(),
+        };
+        let agent_gone = ArmRecord {
+            case: "imap-idle".into(),
+            arm: "partition".into(),
+            summary: "IDLE notices a new message after a partition heals.".into(),
+            expected: Verdict::Pass,
+            failing_checks: vec![],
+            verdict: Verdict::Error,
+            met: false,
+            explanation: "expected pass but got error: notified could not be evaluated (agent gone).".into(),
+            finding: None,
+            duration_s: 12.0,
+            lab_ready_s: 11.0,
+            workload_s: 0.5,
+            checks: vec![check("notified", Verdict::Error, Some("agent gone"))],
+            faults: vec![],
+            dir: "imap-idle/partition".into(),
+            rerun: "faultline run --case imap-idle --arm partition".into(),
+        };
+        RunRecord {
+            run_id: "20261128-191530-ab12".into(),
+            started_unix: 1_795_893_330.0,
+            accel: "kvm".into(),
+            arms: vec![baseline, grant_lost, agent_gone],
+            versions: BTreeMap::from([
+                ("faultline".to_string(), "0.1.0".to_string()),
+                ("qemu".to_string(), "9.2.0".to_string()),
+                ("filer kernel".to_string(), "6.12.5-amd64".to_string()),
+            ]),
+            rerun: "faultline run --case nfs-lock --case imap-idle".into(),
+        }
+    }
+
+    #[test]
+    fn junit_xml() {
+        insta::assert_snapshot!(render(&fixture()));
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_and_forbidden_characters_replaced() {
+        let xml = render(&fixture());
+        assert!(!xml.contains("<script"));
+        assert!(!xml.contains('\u{0}') && !xml.contains('\u{7}'));
+        assert_eq!(escape("a\r\n\tb", true), "a&#13;&#10;&#9;b");
+        assert_eq!(escape("a\r\n\tb", false), "a&#13;\n\tb");
+        assert_eq!(
+            escape("\u{1b}[31m\u{85}\u{fffe}\u{1fffe}ok", false),
+            "\u{fffd}[31m\u{fffd}\u{fffd}\u{fffd}ok"
+        );
+    }
+
+    #[test]
+    fn counts_and_grouping() {
+        let mut run = fixture();
+        // An arm of the first case run again after the second: still the first suite.
+        let mut again = run.arms[0].clone();
+        again.arm = "baseline-again".into();
+        run.arms.push(again);
+        let cases = by_case(&run.arms);
+        let names: Vec<(&str, usize)> = cases.iter().map(|(c, a)| (*c, a.len())).collect();
+        assert_eq!(names, [("nfs-lock", 3), ("imap-idle", 1)]);
+        assert_eq!(tally(&run.arms), (1, 1));
+        assert_eq!(seconds(f64::NAN), "0.000");
+        assert_eq!(seconds(-1.0), "0.000");
+    }
+}
