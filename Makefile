@@ -44,9 +44,10 @@ images: deps build
 check: images
 	$(FAULTLINE) images check --recipes images
 
-# The main job. Until scenarios exist it builds the images and boots each one as a check.
-run: check
-	@echo "images built and checked; scenario reports will land in results/"
+# The main job: every arm of every case in cases/, results in results/<run-id>/ (report.html,
+# run.json, junit.xml, traces, logs, evidence); results/latest points at the newest run.
+run: images
+	$(FAULTLINE) run --recipes images
 
 # Performance figures side by side in one run: guest start cold vs saved state, iperf3
 # through the switch vs QEMU's own socket link, switch frames/s with pcap on.
@@ -54,11 +55,13 @@ bench: images
 	$(CARGO) build --release --workspace
 	target/release/faultline bench --recipes images
 
-# Unit tests plus every VM test, through cargo test. VM trials run one at a time: each
-# already fills both cores under TCG, and parallel guests only stretch every deadline.
+# Unit tests, every VM test and every scenario arm, through cargo test. VM trials and arms run
+# one at a time: each already fills both cores under TCG, and parallel guests only stretch
+# every deadline.
 test: images
 	$(CARGO) test --workspace --lib --bins --test cli
 	$(CARGO) test --workspace --test vm -- --test-threads=1
+	$(CARGO) test --workspace --test cases -- --test-threads=1
 
 clean:
 	$(CARGO) clean

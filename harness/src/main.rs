@@ -29,6 +29,59 @@ enum Cmd {
     Lab(LabArgs),
     /// Measure guest start, switch throughput and switch frame rate side by side.
     Bench(LabArgs),
+    /// List every case::arm with its expected verdict (reads case files only).
+    List(ListArgs),
+    /// Run cases' arms in the lab and write results/<run-id>/.
+    Run(RunArgs),
+    /// Make report.html and junit.xml of a run folder again from its run.json.
+    Report {
+        /// The run folder (e.g. results/latest).
+        run_dir: PathBuf,
+    },
+    /// Run commands in a guest of a lab kept by `faultline run --keep`.
+    Shell(ShellArgs),
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    /// Case files, folders or names (default: every case in --cases-dir).
+    cases: Vec<String>,
+    #[arg(long, default_value = faultline::suite::CASES_DIR)]
+    cases_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Case files, folders or names (default: every case in --cases-dir).
+    cases: Vec<String>,
+    #[arg(long, default_value = faultline::suite::CASES_DIR)]
+    cases_dir: PathBuf,
+    /// Only arms of this name.
+    #[arg(long)]
+    arm: Option<String>,
+    /// Keep the last arm's lab up afterwards for `faultline shell` (until Ctrl-C).
+    #[arg(long)]
+    keep: bool,
+    /// Run only the K-th of N slices of the selected arms, e.g. 1/2.
+    #[arg(long)]
+    partition: Option<faultline::suite::Partition>,
+    /// Where run folders go.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ShellArgs {
+    /// The guest (filer, imap1, ...).
+    guest: String,
+    /// The kept run's folder.
+    #[arg(long, default_value = "results/latest")]
+    run: PathBuf,
+    /// Run this one command instead of reading commands from stdin.
+    #[arg(short = 'c')]
+    command: Option<String>,
 }
 
 /// Where images come from and which accelerator runs them: shared by every command.
@@ -96,6 +149,10 @@ fn main() -> ExitCode {
         Cmd::Images { command } => images_cmd(command),
         Cmd::Lab(a) => lab_cmd(a, false),
         Cmd::Bench(a) => lab_cmd(a, true),
+        Cmd::List(a) => list_cmd(a),
+        Cmd::Run(a) => run_cmd(a),
+        Cmd::Report { run_dir } => report_cmd(&run_dir),
+        Cmd::Shell(a) => shell_cmd(a),
     }
 }
 
@@ -295,6 +352,352 @@ fn lab_cmd(a: LabArgs, bench: bool) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_BROKEN)
+        }
+    }
+}
+
+/// Load the named cases; a bad one is printed as `file:line:column: message`.
+fn load_cases(names: &[String], cases_dir: &std::path::Path) -> Result<Vec<faultline::case::Case>, ExitCode> {
+    let files = faultline::suite::case_files(names, cases_dir).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INPUT)
+    })?;
+    faultline::suite::load_cases(&files).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INPUT)
+    })
+}
+
+fn list_cmd(a: ListArgs) -> ExitCode {
+    let cases = match load_cases(&a.cases, &a.cases_dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for c in &cases {
+        for arm in &c.arms {
+            let faults = if arm.faults.is_empty() {
+                "no faults".to_string()
+            } else {
+                arm.faults.join(", ")
+            };
+            println!(
+                "{}::{}\texpect {}\t{faults}",
+                c.name,
+                arm.name,
+                arm.expect.verdict()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A progress line: rewritten in place on a terminal, one line each otherwise.
+struct Progress {
+    tty: bool,
+    start: std::time::Instant,
+}
+
+impl Progress {
+    fn say(&self, line: &str) {
+        use std::io::IsTerminal;
+        let t = self.start.elapsed().as_secs_f64();
+        if self.tty && std::io::stderr().is_terminal() {
+            let mut l: String = format!("[{t:6.1} s] {line}").chars().take(150).collect();
+            l = l.replace('\n', " ");
+            eprint!("\r\x1b[K{l}");
+        } else {
+            eprintln!("[{t:6.1} s] {line}");
+        }
+    }
+
+    fn done(&self, line: &str) {
+        if self.tty {
+            eprint!("\r\x1b[K");
+        }
+        println!("{line}");
+    }
+}
+
+fn run_cmd(a: RunArgs) -> ExitCode {
+    use faultline::{run, suite};
+    let cases = match load_cases(&a.cases, &a.cases_dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(arm) = &a.arm {
+        if !cases.iter().any(|c| c.arm(arm).is_some()) {
+            eprintln!("error: no case here has an arm named {arm}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    }
+    let chosen = suite::select(&cases, a.arm.as_deref(), a.partition);
+    let recipes = match images::load_recipes(&a.common.recipes, &[]) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    if let Err(e) =
+        faultline::hosttools::require(&[faultline::hosttools::QEMU_SYSTEM, faultline::hosttools::QEMU_IMG])
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_BROKEN);
+    }
+    let cache = a.common.cache();
+    let progress = Progress {
+        tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        start: std::time::Instant::now(),
+    };
+    // Images first (built if missing): a run never starts half its arms and then finds one
+    // cannot be built.
+    let mut arm_images = Vec::new();
+    for (ci, arm) in &chosen {
+        let case = &cases[*ci];
+        let arm = case.arm(arm).expect("selected arms exist");
+        match run::arm_images(case, arm, &recipes, &cache, true, &mut |l| progress.say(l)) {
+            Ok(i) => arm_images.push(i),
+            Err(e) => {
+                eprintln!("error: {}::{}: {e}", case.name, arm.name);
+                return ExitCode::from(EXIT_BROKEN);
+            }
+        }
+    }
+    let probe = arm_images
+        .first()
+        .and_then(|m| m.values().next())
+        .map(|i| i.kernel());
+    let decision = faultline::accel::decide(a.common.accel, probe.as_deref());
+    eprintln!("accelerator: {} ({})", decision.accel.as_str(), decision.reason);
+    let rerun = {
+        let mut r = String::from("faultline run");
+        for c in &a.cases {
+            r.push(' ');
+            r.push_str(c);
+        }
+        if let Some(arm) = &a.arm {
+            r.push_str(&format!(" --arm {arm}"));
+        }
+        if let Some(p) = a.partition {
+            r.push_str(&format!(" --partition {}/{}", p.k, p.n));
+        }
+        r.push_str(&format!(" --accel {}", decision.accel.as_str()));
+        r
+    };
+    let mut run_dir = match suite::RunDir::create(&a.results, "", decision.accel, rerun) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: creating the run folder in {}: {e}", a.results.display());
+            return ExitCode::from(EXIT_BROKEN);
+        }
+    };
+    let all_images: Vec<&images::Image> = {
+        let mut seen = std::collections::BTreeMap::new();
+        for m in &arm_images {
+            for i in m.values() {
+                seen.insert(i.manifest.recipe_hash.clone(), i);
+            }
+        }
+        seen.into_values().collect()
+    };
+    run_dir.record.versions = suite::versions(&all_images, decision.accel);
+    eprintln!("results: {}", run_dir.dir.display());
+    let env = run::Env {
+        cache_root: cache.clone(),
+        accel: decision.accel,
+        keep: false,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut code = ExitCode::SUCCESS;
+    let (mut unmet, mut broke) = (0, false);
+    let mut kept = None;
+    for (n, ((ci, arm_name), images)) in chosen.iter().zip(&arm_images).enumerate() {
+        let case = &cases[*ci];
+        let arm = case.arm(arm_name).expect("selected arms exist");
+        let last = n + 1 == chosen.len();
+        let env = run::Env {
+            keep: a.keep && last,
+            ..env.clone()
+        };
+        progress.say(&format!(
+            "[{}/{}] {}::{}",
+            n + 1,
+            chosen.len(),
+            case.name,
+            arm.name
+        ));
+        let rerun = suite::rerun_command(case, Some(&arm.name), decision.accel);
+        let interrupted = rt.block_on(async {
+            let mut say = |l: &str| progress.say(&format!("[{}/{}] {l}", n + 1, chosen.len()));
+            tokio::select! {
+                r = run::run_arm(&env, case, arm, images, &run_dir.dir, rerun.clone(), &mut say) => Ok(r),
+                s = stop_signal() => Err(s),
+            }
+        });
+        let result = match interrupted {
+            Ok(r) => r,
+            Err(signal) => {
+                let record = faultline::results::ArmRecord {
+                    case: case.name.clone(),
+                    arm: arm.name.clone(),
+                    summary: case.summary.clone(),
+                    expected: arm.expect.verdict(),
+                    failing_checks: Vec::new(),
+                    verdict: faultline::case::Verdict::Error,
+                    met: false,
+                    explanation: format!("interrupted by {signal} before the arm finished"),
+                    finding: None,
+                    duration_s: 0.0,
+                    lab_ready_s: 0.0,
+                    workload_s: 0.0,
+                    checks: Vec::new(),
+                    faults: Vec::new(),
+                    dir: format!("{}/{}", case.name, arm.name),
+                    rerun,
+                };
+                let _ = run_dir.add(record);
+                eprintln!(
+                    "\ninterrupted by {signal}: partial results in {}",
+                    run_dir.dir.display()
+                );
+                return ExitCode::from(EXIT_BROKEN);
+            }
+        };
+        let r = &result.record;
+        progress.done(&format!(
+            "{}::{}  {} (expected {}) {}  {:.1} s{}",
+            r.case,
+            r.arm,
+            r.verdict,
+            r.expected,
+            if r.met { "met" } else { "NOT MET" },
+            r.duration_s,
+            if r.met {
+                String::new()
+            } else {
+                format!("\n    {}", r.explanation)
+            }
+        ));
+        unmet += usize::from(!r.met);
+        broke |= result.lab_broke;
+        if let Err(e) = run_dir.add(result.record) {
+            eprintln!("error: writing {}: {e}", run_dir.dir.display());
+            return ExitCode::from(EXIT_BROKEN);
+        }
+        kept = result.kept;
+    }
+    println!(
+        "{} of {} arms met their expectation; report: {}",
+        chosen.len() - unmet,
+        chosen.len(),
+        run_dir.dir.join("report.html").display()
+    );
+    if let Some(mut lab) = kept {
+        let socket = run_dir.dir.join("shell.sock");
+        eprintln!(
+            "lab kept: `faultline shell GUEST --run {}` to enter a guest; Ctrl-C stops it",
+            run_dir.dir.display()
+        );
+        rt.block_on(async {
+            let limit = decision.accel.scale(std::time::Duration::from_secs(60));
+            let _ = faultline::shell::serve(&mut lab, &socket, limit, async {
+                stop_signal().await;
+            })
+            .await;
+            lab.stop().await;
+        });
+    }
+    if broke {
+        code = ExitCode::from(EXIT_BROKEN);
+    } else if unmet > 0 {
+        code = ExitCode::from(EXIT_FAILED);
+    }
+    code
+}
+
+/// SIGINT or SIGTERM; returns its name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+fn report_cmd(run_dir: &std::path::Path) -> ExitCode {
+    match faultline::results::RunRecord::load(run_dir) {
+        Ok(r) => match r.write(run_dir) {
+            Ok(()) => {
+                println!("{}", run_dir.join("report.html").display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: writing into {}: {e}", run_dir.display());
+                ExitCode::from(EXIT_BROKEN)
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {}: {e}", run_dir.join("run.json").display());
+            ExitCode::from(EXIT_INPUT)
+        }
+    }
+}
+
+fn shell_cmd(a: ShellArgs) -> ExitCode {
+    let socket = a.run.join("shell.sock");
+    if !socket.exists() {
+        eprintln!(
+            "error: {} has no kept lab (start one with `faultline run CASE --arm ARM --keep`)",
+            a.run.display()
+        );
+        return ExitCode::from(EXIT_INPUT);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let one = |cmd: &str| -> Result<i64, String> {
+        let r = rt
+            .block_on(faultline::shell::request(&socket, &a.guest, cmd))
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = r.error {
+            return Err(e);
+        }
+        print!("{}", r.stdout);
+        eprint!("{}", r.stderr);
+        Ok(r.exit_code)
+    };
+    if let Some(c) = &a.command {
+        return match one(c) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_BROKEN)
+            }
+        };
+    }
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("{}# ", a.guest);
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return ExitCode::SUCCESS;
+        }
+        let cmd = line.trim();
+        if cmd.is_empty() {
+            continue;
+        }
+        if let Err(e) = one(cmd) {
+            eprintln!("error: {e}");
         }
     }
 }

@@ -160,3 +160,54 @@ fn a_build_killed_midway_leaves_no_entry_and_no_process() {
         "the killed build's work folder was not swept"
     );
 }
+
+#[test]
+fn a_malformed_case_exits_2_with_file_line_and_column_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/smoke.toml");
+    let text = std::fs::read_to_string(smoke)
+        .unwrap()
+        .replace("name = \"smoke\"", "name = \"bad\"")
+        .replace("limit = \"15s\"", "limit = \"15 s\"");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text.as_bytes()).unwrap();
+    let line = text.lines().position(|l| l.contains("\"15 s\"")).unwrap() + 1;
+    let results = dir.path().join("results");
+    for args in [
+        vec!["list", bad.to_str().unwrap()],
+        vec![
+            "run",
+            bad.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--recipes",
+            &project_images(),
+        ],
+    ] {
+        let out = faultline(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&format!("bad.toml:{line}:")), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    // No run folder: nothing was started.
+    assert!(!results.exists());
+}
+
+#[test]
+fn an_unknown_arm_is_a_usage_error() {
+    let out = faultline(
+        &[
+            "run",
+            "smoke",
+            "--arm",
+            "nonesuch",
+            "--cases-dir",
+            &format!("{}/../cases", env!("CARGO_MANIFEST_DIR")),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no case here has an arm named nonesuch"), "{err}");
+}

@@ -288,6 +288,11 @@ impl FaultKind {
             FaultKind::Wire { .. } | FaultKind::DiskError { .. } => None,
         }
     }
+
+    /// Whether the fault is over as soon as it has happened (a restart, a reboot).
+    pub fn instant_end(&self) -> bool {
+        matches!(self, FaultKind::Service { action, .. } if action.instant())
+    }
 }
 
 /// A wire fault's action; [`wire_rule`] turns it into the switch's [`Action`].
@@ -434,11 +439,14 @@ pub enum CheckKind {
         evidence: String,
         expect: TextExpect,
     },
-    /// The step succeeded within `limit` of starting.
+    /// The step succeeded within `limit` of starting — or, with `since_end_of`, of that other
+    /// step's end (e.g. a lock granted within 5 s of its holder's release).
     DurationAtMost {
         step: String,
         #[serde(serialize_with = "duration::serialize")]
         limit: Duration,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        since_end_of: Option<String>,
     },
     /// No line of the evidence item matches `pattern`.
     LogAbsent {

@@ -388,6 +388,7 @@ pub(super) struct RawExecOutput {
 pub(super) struct RawDurationAtMost {
     pub step: Str,
     pub limit: Str,
+    pub since_end_of: Option<Str>,
 }
 
 #[derive(Deserialize)]

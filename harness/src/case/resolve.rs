@@ -554,7 +554,19 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
             CheckKind::StepOk { step }
             | CheckKind::StepFailed { step }
             | CheckKind::StepOutput { step, .. }
-            | CheckKind::DurationAtMost { step, .. } => vec![Need::Step { step: step.clone() }],
+            | CheckKind::DurationAtMost {
+                step,
+                since_end_of: None,
+                ..
+            } => vec![Need::Step { step: step.clone() }],
+            CheckKind::DurationAtMost {
+                step,
+                since_end_of: Some(other),
+                ..
+            } => vec![
+                Need::Step { step: step.clone() },
+                Need::Step { step: other.clone() },
+            ],
             CheckKind::ExecOutput { evidence, .. } | CheckKind::LogAbsent { evidence, .. } => {
                 vec![Need::Evidence {
                     evidence: evidence.clone(),
@@ -1746,9 +1758,13 @@ fn build_check_kind(
         Some("duration_at_most") => {
             let r = c.duration_at_most.as_ref().expect("given").get_ref();
             ctx.steps.refer(cx, &r.step);
+            if let Some(other) = &r.since_end_of {
+                ctx.steps.refer(cx, other);
+            }
             CheckKind::DurationAtMost {
                 step: r.step.get_ref().clone(),
                 limit: cx.positive(Some(&r.limit), Duration::from_secs(1)),
+                since_end_of: r.since_end_of.as_ref().map(|s| s.get_ref().clone()),
             }
         }
         Some("log_absent") => {

@@ -1,0 +1,308 @@
+//! Judging checks against what the arm observed. Pure: records and traces in, verdicts out.
+//!
+//! Missing evidence is `unknown`, never `pass`; a harness failure is `error`. Every verdict
+//! but pass says why in one sentence with a pointer: the step and its times, the evidence
+//! file and line, the pcapng and frame numbers.
+
+use std::collections::BTreeMap;
+
+use crate::case::verdict::apply_requires;
+use crate::case::{Case, Check, CheckKind, CheckResult, Count, TextExpect};
+use crate::run::record::{snippet, Observed, StepOutcome, StepRecord};
+use crate::run::trace::{self, TraceFrame};
+use crate::wire::frame;
+use crate::wire::rules::{Match, RpcKind};
+
+/// A segment's trace, or why it could not be read.
+pub type Traces = BTreeMap<String, Result<Vec<TraceFrame>, String>>;
+
+/// Judge every check of the case, in the case's order, `requires` applied.
+pub fn judge(case: &Case, obs: &Observed, traces: &Traces) -> Vec<CheckResult> {
+    let raw: Vec<CheckResult> = case.checks.iter().map(|c| judge_one(c, obs, traces)).collect();
+    // `requires` only names earlier checks, so a chain settles in as many rounds as it is long.
+    let requires = case.requires();
+    let mut results = raw;
+    loop {
+        let next = apply_requires(&requires, &results);
+        if next == results {
+            return results;
+        }
+        results = next;
+    }
+}
+
+fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
+    let name = check.name.as_str();
+    let step = |s: &str| obs.steps.get(s);
+    match &check.kind {
+        CheckKind::StepOk { step: s } => match ran(name, step(s)) {
+            Err(r) => r,
+            Ok(rec) => match &rec.outcome {
+                StepOutcome::Ok => CheckResult::pass(name),
+                StepOutcome::Failed(why) => {
+                    CheckResult::fail(name, format!("{} failed: {}", rec.describe(), snippet(why, 240)))
+                }
+                _ => unreachable!("ran() passes only steps that ran"),
+            },
+        },
+        CheckKind::StepFailed { step: s } => match ran(name, step(s)) {
+            Err(r) => r,
+            Ok(rec) => match &rec.outcome {
+                StepOutcome::Failed(_) => CheckResult::pass(name),
+                _ => CheckResult::fail(
+                    name,
+                    format!("{} succeeded, and it was expected to fail", rec.describe()),
+                ),
+            },
+        },
+        CheckKind::StepOutput { step: s, expect } => match ran(name, step(s)) {
+            Err(r) => r,
+            Ok(rec) => match text_meets(&rec.output, expect) {
+                Ok(()) => CheckResult::pass(name),
+                Err(why) => CheckResult::fail(name, format!("the output of {} {why}", rec.describe())),
+            },
+        },
+        CheckKind::ExecOutput { evidence, expect } => match evidence_text(name, obs, evidence) {
+            Err(r) => r,
+            Ok((text, file)) => match text_meets(text, expect) {
+                Ok(()) => CheckResult::pass(name),
+                Err(why) => CheckResult::fail(name, format!("evidence `{evidence}` ({file}) {why}")),
+            },
+        },
+        CheckKind::DurationAtMost {
+            step: s,
+            limit,
+            since_end_of,
+        } => match ran(name, step(s)) {
+            Err(r) => r,
+            Ok(rec) => {
+                let limit_s = limit.as_secs_f64();
+                // From the other step's end when given, else the step's own measure.
+                let (took, from, since) = match since_end_of {
+                    None => (rec.duration_s, "of starting".to_string(), "took".to_string()),
+                    Some(o) => match ran(name, step(o)) {
+                        Err(r) => return r,
+                        Ok(other) => (
+                            rec.ended_s.zip(other.ended_s).map(|(a, b)| a - b),
+                            format!("of the end of {}", other.describe()),
+                            format!("ended after {} by", other.describe()),
+                        ),
+                    },
+                };
+                match (&rec.outcome, took) {
+                    (StepOutcome::Ok, Some(d)) if d <= limit_s => CheckResult::pass(name),
+                    (StepOutcome::Ok, Some(d)) => CheckResult::fail(
+                        name,
+                        format!(
+                            "{} {since} {d:.2} s, more than the {limit_s} s allowed",
+                            rec.describe()
+                        ),
+                    ),
+                    (StepOutcome::Ok, None) => {
+                        CheckResult::unknown(name, format!("{} has no duration", rec.describe()))
+                    }
+                    (StepOutcome::Failed(why), _) => CheckResult::fail(
+                        name,
+                        format!(
+                            "{} did not succeed within {limit_s} s {from}: {}",
+                            rec.describe(),
+                            snippet(why, 200)
+                        ),
+                    ),
+                    _ => unreachable!("ran() passes only steps that ran"),
+                }
+            }
+        },
+        CheckKind::LogAbsent { evidence, pattern } => match evidence_text(name, obs, evidence) {
+            Err(r) => r,
+            Ok((text, file)) => {
+                let hits: Vec<(usize, &str)> = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| pattern.matches_line(l))
+                    .collect();
+                match hits.first() {
+                    None => CheckResult::pass(name),
+                    Some((i, line)) => CheckResult::fail(
+                        name,
+                        format!(
+                            "{} line(s) of {file} match \"{}\", the first at line {}: {}",
+                            hits.len(),
+                            pattern.as_str(),
+                            i + 1,
+                            snippet(line, 200)
+                        ),
+                    ),
+                }
+            }
+        },
+        CheckKind::Frames {
+            segment,
+            matcher,
+            count,
+        } => match traces.get(segment) {
+            None => CheckResult::unknown(name, format!("no trace of segment {segment} was taken")),
+            Some(Err(why)) => CheckResult::unknown(
+                name,
+                format!(
+                    "the trace of segment {segment} could not be read: {}",
+                    snippet(why, 200)
+                ),
+            ),
+            Some(Ok(frames)) => {
+                let hits = trace::matching(frames, matcher);
+                let n = hits.len() as u64;
+                let (ok, want) = match count {
+                    Count::AtLeast(k) => (n >= *k, format!("at least {k}")),
+                    Count::Equals(k) => (n == *k, format!("exactly {k}")),
+                };
+                let file = format!("wire/{segment}.pcapng");
+                if ok {
+                    CheckResult::pass(name)
+                } else if hits.is_empty() {
+                    CheckResult::fail(
+                        name,
+                        format!(
+                            "none of the {} frames in {file} matches {}; expected {want}",
+                            frames.len(),
+                            describe_match(matcher)
+                        ),
+                    )
+                } else {
+                    CheckResult::fail(
+                        name,
+                        format!(
+                            "{n} frames in {file} match {} (frames {}); expected {want}",
+                            describe_match(matcher),
+                            trace::list_frames(&hits)
+                        ),
+                    )
+                }
+            }
+        },
+    }
+}
+
+/// The step's record if it ran (ok or failed); otherwise the check's unknown / error result.
+fn ran<'a>(check: &str, rec: Option<&'a StepRecord>) -> Result<&'a StepRecord, CheckResult> {
+    match rec {
+        None => Err(CheckResult::unknown(check, "the step has no record")),
+        Some(r) => match &r.outcome {
+            StepOutcome::Ok | StepOutcome::Failed(_) => Ok(r),
+            StepOutcome::Skipped => Err(CheckResult::unknown(
+                check,
+                format!("{} was skipped in this arm", r.describe()),
+            )),
+            StepOutcome::Error(why) => Err(CheckResult::error(
+                check,
+                format!("{} could not be run: {}", r.describe(), snippet(why, 200)),
+            )),
+        },
+    }
+}
+
+fn evidence_text<'a>(check: &str, obs: &'a Observed, name: &str) -> Result<(&'a str, &'a str), CheckResult> {
+    match obs.evidence.get(name) {
+        None => Err(CheckResult::unknown(
+            check,
+            format!("evidence `{name}` was not captured"),
+        )),
+        Some(e) => match &e.text {
+            Some(t) => Ok((t.as_str(), e.file.as_str())),
+            None => Err(CheckResult::unknown(
+                check,
+                format!(
+                    "evidence `{name}` from {} is missing: {}",
+                    e.guest,
+                    snippet(e.problem.as_deref().unwrap_or("not captured"), 200)
+                ),
+            )),
+        },
+    }
+}
+
+/// `Ok` when `text` meets the expectation, else the rest of a sentence saying how it missed.
+fn text_meets(text: &str, expect: &TextExpect) -> Result<(), String> {
+    let trimmed = text.trim_end();
+    match expect {
+        TextExpect::Equals(want) if trimmed == want.trim_end() => Ok(()),
+        TextExpect::Equals(want) => Err(format!(
+            "was \"{}\", not \"{}\"",
+            snippet(trimmed, 160),
+            snippet(want, 80)
+        )),
+        TextExpect::Contains(want) if trimmed.contains(want.as_str()) => Ok(()),
+        TextExpect::Contains(want) => Err(format!(
+            "does not contain \"{}\" ({} lines{})",
+            snippet(want, 80),
+            trimmed.lines().count(),
+            last_line(trimmed)
+        )),
+        TextExpect::Matches(p) if trimmed.lines().any(|l| p.matches_line(l)) => Ok(()),
+        TextExpect::Matches(p) => Err(format!(
+            "has no line matching \"{}\" ({} lines{})",
+            p.as_str(),
+            trimmed.lines().count(),
+            last_line(trimmed)
+        )),
+    }
+}
+
+fn last_line(text: &str) -> String {
+    match text.lines().last() {
+        Some(l) => format!(", the last: {}", snippet(l, 120)),
+        None => String::new(),
+    }
+}
+
+/// "NLM4_GRANTED_MSG call from filer to imap2" — a match in words.
+pub fn describe_match(m: &Match) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(r) = &m.rpc {
+        let proc_name = match (r.program, r.version, r.procedure) {
+            (Some(p), Some(v), Some(n)) => frame::procedure_name(p, v, n).map(str::to_string),
+            _ => None,
+        };
+        let what = match (proc_name, r.program, r.procedure) {
+            (Some(n), _, _) => n,
+            (None, Some(p), Some(n)) => format!("RPC program {p} procedure {n}"),
+            (None, Some(p), None) => format!(
+                "{} RPC",
+                frame::program_name(p)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| p.to_string())
+            ),
+            _ => "RPC".to_string(),
+        };
+        parts.push(match r.kind {
+            Some(RpcKind::Call) => format!("{what} call"),
+            Some(RpcKind::Reply) => format!("{what} reply"),
+            None => format!("{what} message"),
+        });
+    } else {
+        parts.push("frame".into());
+    }
+    if let Some(f) = &m.from {
+        parts.push(format!("from {f}"));
+    }
+    if let Some(t) = &m.to {
+        parts.push(format!("to {t}"));
+    }
+    for (k, v) in [
+        ("ethertype", m.ethertype.map(|e| format!("{e:#06x}"))),
+        ("ip proto", m.ip_proto.map(|p| p.to_string())),
+        ("src", m.src_ip.map(|a| a.to_string())),
+        ("dst", m.dst_ip.map(|a| a.to_string())),
+        ("src port", m.src_port.map(|p| p.to_string())),
+        ("dst port", m.dst_port.map(|p| p.to_string())),
+        ("tcp flags", m.tcp_flags.map(|f| format!("{f:#04x}"))),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k} {v}"));
+        }
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+//! Checks judged against hand-made observations of the smoke case: what passes, what fails
+//! and why, and that missing evidence is never a pass.
+
+use std::path::Path;
+
+use super::*;
+use crate::case::{self, Verdict};
+use crate::run::record::EvidenceRecord;
+use crate::wire::rules::{Facts, RpcFacts};
+
+fn smoke() -> Case {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/smoke.toml");
+    case::load(&path).expect("cases/smoke.toml is valid")
+}
+
+fn step(name: &str, guest: &str, t: (f64, f64), outcome: StepOutcome, output: &str) -> StepRecord {
+    StepRecord {
+        started_s: Some(t.0),
+        ended_s: Some(t.1),
+        duration_s: Some(t.1 - t.0),
+        exit_code: Some(if outcome == StepOutcome::Ok { 0 } else { 32 }),
+        outcome,
+        output: output.into(),
+        ..StepRecord::new(name, Some(guest))
+    }
+}
+
+fn evidence(name: &str, guest: &str, text: Option<&str>) -> EvidenceRecord {
+    EvidenceRecord {
+        name: name.into(),
+        guest: guest.into(),
+        phase: "after",
+        file: format!("evidence/after/{name}.out"),
+        text: text.map(str::to_string),
+        exit_code: Some(0),
+        problem: text
+            .is_none()
+            .then(|| "guest agent: no answer within 60s".to_string()),
+    }
+}
+
+/// A GRANTED_MSG call from the filer to imap2, as the trace reader describes it.
+fn granted(number: u64) -> TraceFrame {
+    TraceFrame {
+        number,
+        timestamp_ns: 0,
+        from: "filer".into(),
+        to: vec!["imap2".into()],
+        facts: Facts {
+            ethertype: 0x0800,
+            ip_proto: Some(6),
+            rpc: vec![RpcFacts {
+                xid: 1,
+                call: true,
+                program: Some(100021),
+                version: Some(4),
+                procedure: Some(10),
+            }],
+            ..Facts::default()
+        },
+    }
+}
+
+fn all_ok(with_grant: bool) -> (Observed, Traces) {
+    let ok = StepOutcome::Ok;
+    let mut obs = Observed::default();
+    for s in [
+        step("mount-imap1", "imap1", (0.0, 1.0), ok.clone(), ""),
+        step("mount-imap2", "imap2", (1.0, 2.0), ok.clone(), ""),
+        step("hold-imap1", "imap1", (2.0, 7.0), ok.clone(), ""),
+        step("wait-imap2", "imap2", (2.5, 7.1), ok.clone(), ""),
+        step("write-imap1", "imap1", (7.1, 7.2), ok.clone(), ""),
+        step(
+            "read-imap2",
+            "imap2",
+            (7.2, 7.3),
+            ok.clone(),
+            "written-on-imap1\n",
+        ),
+        step("deliver", "imap1", (7.3, 9.0), ok.clone(), ""),
+        step(
+            "imap-read",
+            "imap1",
+            (9.0, 10.0),
+            ok.clone(),
+            "1.0 S: * 3 EXISTS\n",
+        ),
+        step(
+            "pop3-read",
+            "imap2",
+            (10.0, 11.0),
+            ok.clone(),
+            "1.0 S: +OK 3 183\n",
+        ),
+    ] {
+        obs.steps.insert(s.name.clone(), s);
+    }
+    for (n, g) in [
+        ("filer-locks", "filer"),
+        ("dovecot-log-imap2", "imap2"),
+        ("check:no-dovecot-errors-imap1", "imap1"),
+    ] {
+        obs.evidence
+            .insert(n.into(), evidence(n, g, Some("Info: all fine\n")));
+    }
+    let mut traces = Traces::new();
+    let frames = if with_grant { vec![granted(41)] } else { Vec::new() };
+    traces.insert("lan".into(), Ok(frames));
+    (obs, traces)
+}
+
+fn table(results: &[CheckResult]) -> String {
+    results
+        .iter()
+        .map(|r| format!("{} {}: {}", r.name(), r.verdict(), r.explanation().unwrap_or("-")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn everything_observed_passes() {
+    let (obs, traces) = all_ok(true);
+    let results = judge(&smoke(), &obs, &traces);
+    assert!(
+        results.iter().all(|r| r.verdict() == Verdict::Pass),
+        "{}",
+        table(&results)
+    );
+}
+
+#[test]
+fn failed_mounts_fail_and_what_needs_them_is_not_judged() {
+    let (mut obs, traces) = all_ok(false);
+    for (s, g) in [("mount-imap1", "imap1"), ("mount-imap2", "imap2")] {
+        obs.steps.insert(
+            s.into(),
+            step(
+                s,
+                g,
+                (0.0, 10.2),
+                StepOutcome::Failed("exited 32 (expected 0): mount.nfs: requested NFS version or transport protocol is not supported".into()),
+                "",
+            ),
+        );
+    }
+    insta::assert_snapshot!(table(&judge(&smoke(), &obs, &traces)));
+}
+
+#[test]
+fn missing_evidence_is_unknown_never_pass() {
+    let (mut obs, mut traces) = all_ok(true);
+    obs.evidence.insert(
+        "dovecot-log-imap2".into(),
+        evidence("dovecot-log-imap2", "imap2", None),
+    );
+    obs.evidence.remove("check:no-dovecot-errors-imap1");
+    traces.insert(
+        "lan".into(),
+        Err("wire/lan.pcapng: truncated block at byte 4096".into()),
+    );
+    obs.steps.get_mut("imap-read").unwrap().outcome =
+        StepOutcome::Error("guest agent: connection closed".into());
+    insta::assert_snapshot!(table(&judge(&smoke(), &obs, &traces)));
+}
+
+#[test]
+fn wrong_output_slow_lock_and_log_lines_fail_with_pointers() {
+    let (mut obs, traces) = all_ok(true);
+    obs.steps.get_mut("read-imap2").unwrap().output = "stale\n".into();
+    obs.steps.get_mut("wait-imap2").unwrap().duration_s = Some(33.1);
+    obs.evidence.get_mut("dovecot-log-imap2").unwrap().text = Some(
+        "Info: ok\nError: Corrupted index cache file /srv/mail/alice/Maildir/dovecot.index.cache\n".into(),
+    );
+    insta::assert_snapshot!(table(&judge(&smoke(), &obs, &traces)));
+}

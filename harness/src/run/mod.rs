@@ -1,0 +1,442 @@
+//! The scenario runner: one arm of one case, end to end — lab from saved state, evidence
+//! before, the workload with the arm's faults, evidence after, guest logs, the trace, checks,
+//! the arm's verdict, and its folder of results.
+//!
+//! Architecture invariants:
+//! - Nothing here decides a verdict by itself: checks are judged by [`checks`] (pure) and
+//!   combined by [`crate::case::verdict`] (pure); this module only gathers what they read.
+//! - Every guest wait has a deadline; a lab that breaks yields an arm with verdict `error`
+//!   and `lab_broke`, never a hang or a pass.
+//! - The arm's folder is written as the arm goes (history as events happen, evidence as it
+//!   is taken), so an arm cut short leaves what it had.
+
+pub mod checks;
+pub mod guests;
+pub mod history;
+pub mod record;
+pub mod trace;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::accel::Accel;
+use crate::case::{
+    arm_outcome, Arm, Case, CheckResult, EvidenceItem, EvidenceSource, FaultKind, FaultProof, Verdict,
+    WireAction,
+};
+use crate::images::{self, Image};
+use crate::lab::{GuestSpec, Lab, LabSpec};
+use crate::recipe::Recipe;
+use crate::results::{ArmRecord, CheckRecord, EventKind, FaultRecord};
+use crate::run::guests::Guests;
+use crate::run::history::History;
+use crate::run::record::{snippet, EvidenceRecord, Observed};
+use crate::run::workload::{Ctx, FaultRun};
+use crate::wire::rules::RuleStats;
+
+/// What every arm of a run shares.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub cache_root: PathBuf,
+    pub accel: Accel,
+    /// Keep the lab up after the arm (for `faultline shell`): returned in [`ArmRun::kept`].
+    pub keep: bool,
+}
+
+pub struct ArmRun {
+    pub record: ArmRecord,
+    /// The lab could not be started or broke under the arm (exit code 3).
+    pub lab_broke: bool,
+    /// The lab, still running, when [`Env::keep`] asked for it.
+    pub kept: Option<Lab>,
+}
+
+/// The image each guest of the arm runs (the arm's `setup.images` replacing the case's),
+/// building those not in the cache when `build` is set.
+pub fn arm_images(
+    case: &Case,
+    arm: &Arm,
+    recipes: &[Recipe],
+    cache_root: &Path,
+    build: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<BTreeMap<String, Image>, String> {
+    let mut out = BTreeMap::new();
+    for g in &case.guests {
+        let name = arm.setup.images.get(&g.name).unwrap_or(&g.image);
+        let recipe = recipes
+            .iter()
+            .find(|r| &r.name == name)
+            .ok_or_else(|| format!("guest {}: no image recipe named {name}", g.name))?;
+        let image = match images::lookup(recipe, cache_root) {
+            Ok(i) => i,
+            Err(e) if !build => return Err(e.to_string()),
+            Err(_) => {
+                images::build(recipe, cache_root, say)
+                    .map_err(|e| e.to_string())?
+                    .image
+            }
+        };
+        out.insert(g.name.clone(), image);
+    }
+    Ok(out)
+}
+
+/// Run one arm; its results go to `<run_dir>/<case>/<arm>/`.
+pub async fn run_arm(
+    env: &Env,
+    case: &Case,
+    arm: &Arm,
+    images: &BTreeMap<String, Image>,
+    run_dir: &Path,
+    rerun: String,
+    say: &mut dyn FnMut(&str),
+) -> ArmRun {
+    let started = Instant::now();
+    let rel = format!("{}/{}", case.name, arm.name);
+    let dir = run_dir.join(&rel);
+    let mut record = ArmRecord {
+        case: case.name.clone(),
+        arm: arm.name.clone(),
+        summary: case.summary.clone(),
+        expected: arm.expect.verdict(),
+        failing_checks: match &arm.expect {
+            crate::case::ArmExpectation::Fail { failing_checks } => failing_checks.clone(),
+            _ => Vec::new(),
+        },
+        verdict: Verdict::Error,
+        met: false,
+        explanation: String::new(),
+        finding: None,
+        duration_s: 0.0,
+        lab_ready_s: 0.0,
+        workload_s: 0.0,
+        checks: Vec::new(),
+        faults: Vec::new(),
+        dir: rel,
+        rerun,
+    };
+    let broke = |mut record: ArmRecord, why: String| {
+        record.explanation = why;
+        record.duration_s = started.elapsed().as_secs_f64();
+        ArmRun {
+            record,
+            lab_broke: true,
+            kept: None,
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(dir.join("evidence")) {
+        return broke(record, format!("could not create {}: {e}", dir.display()));
+    }
+    if case.segments.len() != 1 || !case.disks.is_empty() {
+        record.explanation =
+            "the runner supports one segment and no extra disks so far; this case needs more".into();
+        record.duration_s = started.elapsed().as_secs_f64();
+        return ArmRun {
+            record,
+            lab_broke: false,
+            kept: None,
+        };
+    }
+    let history = match History::create(&dir.join("history.jsonl")) {
+        Ok(h) => h,
+        Err(e) => return broke(record, format!("could not create the history: {e}")),
+    };
+    let segment = &case.segments[0];
+    let spec = LabSpec {
+        segment: segment.name.clone(),
+        guests: case
+            .guests
+            .iter()
+            .map(|g| GuestSpec {
+                name: g.name.clone(),
+                image: images[&g.name].clone(),
+            })
+            .collect(),
+        accel: env.accel,
+        dir: dir.clone(),
+        cache_root: env.cache_root.clone(),
+    };
+    let names: Vec<&str> = case.guests.iter().map(|g| g.name.as_str()).collect();
+    let mut lab = match Lab::start_prepared(spec, &crate::lab::statd_running(&names), say).await {
+        Ok(l) => l,
+        Err(e) => {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            let _ = std::fs::write(dir.join("lab-error.txt"), e.to_string());
+            return broke(record, format!("the lab did not start: {first} (lab-error.txt)"));
+        }
+    };
+    record.lab_ready_s = lab.ready_s;
+    say(&format!(
+        "{}::{}: lab ready in {:.1} s",
+        case.name, arm.name, lab.ready_s
+    ));
+
+    let (observed, fault_runs, workload) = {
+        let Lab {
+            switch,
+            guests: machines,
+            ..
+        } = &mut lab;
+        let guests = Guests::new(
+            machines.iter_mut().map(|m| (m.name.clone(), &mut m.agent)),
+            env.accel,
+        );
+        let ctx = Ctx {
+            case,
+            arm,
+            guests: &guests,
+            switch,
+            accel: env.accel,
+            history: &history,
+        };
+        let mut observed = Observed::default();
+        capture(&ctx, &dir, "before", &case.evidence.before, &mut observed).await;
+        say(&format!("{}::{}: workload", case.name, arm.name));
+        let mut outcome = workload::run(&ctx).await;
+        for f in case.faults_of(arm) {
+            if let Some(run) = outcome.faults.iter_mut().find(|r| r.name == f.name) {
+                workload::nft_counters(&ctx, f, run).await;
+            }
+        }
+        capture(&ctx, &dir, "after", &case.evidence.after, &mut observed).await;
+        guest_logs(&ctx, &dir).await;
+        observed.steps = outcome.steps;
+        (observed, outcome.faults, outcome.duration)
+    };
+    record.workload_s = workload.as_secs_f64();
+    let _ = std::fs::write(
+        dir.join("steps.json"),
+        serde_json::to_string_pretty(&observed.steps.values().collect::<Vec<_>>()).unwrap_or_default(),
+    );
+    let _ = std::fs::write(
+        dir.join("evidence").join("index.json"),
+        serde_json::to_string_pretty(&observed.evidence.values().collect::<Vec<_>>()).unwrap_or_default(),
+    );
+
+    let (stats, kept) = if env.keep {
+        (lab.switch.stats().await, Some(lab))
+    } else {
+        let stats = lab.stop().await;
+        (stats, None)
+    };
+    let mut traces = checks::Traces::new();
+    let pcap = dir.join("wire").join(format!("{}.pcapng", segment.name));
+    traces.insert(
+        segment.name.clone(),
+        std::fs::read(&pcap)
+            .map_err(|e| format!("{}: {e}", pcap.display()))
+            .and_then(|b| trace::read(&b).map_err(|e| e.to_string())),
+    );
+    let results = checks::judge(case, &observed, &traces);
+    let proofs: Vec<FaultProof> = case
+        .faults_of(arm)
+        .map(|f| {
+            fault_proof(
+                f,
+                fault_runs.iter().find(|r| r.name == f.name),
+                &stats.rules,
+                &segment.name,
+            )
+        })
+        .collect();
+    let outcome = arm_outcome(&arm.expect, &results, &proofs);
+    record.verdict = outcome.verdict;
+    record.met = outcome.met;
+    record.explanation = outcome.explanation;
+    record.checks = results.iter().map(check_record).collect();
+    record.faults = proofs
+        .iter()
+        .map(|p| {
+            let run = fault_runs.iter().find(|r| r.name == p.name);
+            FaultRecord {
+                name: p.name.clone(),
+                fired: p.fired,
+                evidence: p.evidence.clone(),
+                started_s: run.and_then(|r| r.started_s),
+                ended_s: run.and_then(|r| r.ended_s),
+            }
+        })
+        .collect();
+    if kept.is_none() {
+        tidy(&dir);
+    }
+    record.duration_s = started.elapsed().as_secs_f64();
+    ArmRun {
+        record,
+        lab_broke: false,
+        kept,
+    }
+}
+
+fn check_record(r: &CheckResult) -> CheckRecord {
+    CheckRecord {
+        name: r.name().to_string(),
+        verdict: r.verdict(),
+        explanation: r.explanation().map(str::to_string),
+    }
+}
+
+/// Whether a fault provably fired, and the evidence.
+fn fault_proof(
+    f: &crate::case::Fault,
+    run: Option<&FaultRun>,
+    rules: &[RuleStats],
+    segment: &str,
+) -> FaultProof {
+    let Some(run) = run else {
+        return FaultProof {
+            name: f.name.clone(),
+            fired: false,
+            evidence: "the runner has no record of it".into(),
+        };
+    };
+    let mut evidence = run.evidence.clone();
+    let fired = match &f.kind {
+        FaultKind::Wire { action, .. } => {
+            let verb = match action {
+                WireAction::Drop => "dropped",
+                WireAction::Delay { .. } => "delayed",
+                WireAction::Duplicate => "duplicated",
+                WireAction::Partition { .. } => "dropped (partition)",
+            };
+            match run.rule.and_then(|id| rules.iter().find(|r| r.id == id)) {
+                Some(s) if s.matched > 0 => {
+                    evidence.push(format!(
+                        "the switch {verb} {} frame(s): wire/{segment}.pcapng frames {}",
+                        s.matched,
+                        trace::list_frames(&s.frames)
+                    ));
+                    true
+                }
+                Some(_) => {
+                    evidence.push("no frame matched the rule while it was in place".into());
+                    false
+                }
+                None => false,
+            }
+        }
+        FaultKind::GuestNft { .. } => run.started_ok && run.nft_packets.is_none_or(|n| n > 0),
+        _ => run.started_ok,
+    };
+    FaultProof {
+        name: f.name.clone(),
+        fired,
+        evidence: evidence.join("; "),
+    }
+}
+
+/// Take evidence items, writing each under `evidence/<phase>/`.
+async fn capture(ctx: &Ctx<'_>, dir: &Path, phase: &'static str, items: &[EvidenceItem], obs: &mut Observed) {
+    let folder = dir.join("evidence").join(phase);
+    let _ = std::fs::create_dir_all(&folder);
+    for item in items {
+        let mut rec = EvidenceRecord {
+            name: item.name.clone(),
+            guest: item.guest.clone(),
+            phase,
+            file: String::new(),
+            text: None,
+            exit_code: None,
+            problem: None,
+        };
+        let file_name = item.name.replace(':', "_");
+        match &item.source {
+            EvidenceSource::Command { command, timeout } => {
+                rec.file = format!("evidence/{phase}/{file_name}.out");
+                match ctx
+                    .guests
+                    .exec(&item.guest, command, ctx.accel.scale(*timeout))
+                    .await
+                {
+                    Ok(o) => {
+                        let _ = std::fs::write(dir.join(&rec.file), &o.stdout);
+                        if !o.stderr.is_empty() {
+                            let _ = std::fs::write(folder.join(format!("{file_name}.err")), &o.stderr);
+                        }
+                        rec.exit_code = Some(o.exit_code);
+                        if !o.ok() {
+                            rec.problem = Some(format!("`{command}` exited {}", o.exit_code));
+                        }
+                        rec.text = Some(o.stdout);
+                    }
+                    Err(e) => rec.problem = Some(e.to_string()),
+                }
+            }
+            EvidenceSource::File { path } => {
+                let base = Path::new(path)
+                    .file_name()
+                    .map(|b| b.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                rec.file = format!("evidence/{phase}/{file_name}--{base}");
+                match ctx.guests.read_file(&item.guest, path).await {
+                    Ok(bytes) => {
+                        let _ = std::fs::write(dir.join(&rec.file), &bytes);
+                        rec.text = Some(String::from_utf8_lossy(&bytes).into_owned());
+                    }
+                    Err(e) => rec.problem = Some(format!("{path}: {e}")),
+                }
+            }
+        }
+        let t = ctx.history.event(
+            EventKind::Evidence,
+            &item.name,
+            Some(&item.guest),
+            Some(rec.text.is_some()),
+            Some(match &rec.problem {
+                Some(p) => format!("{phase}: {}", snippet(p, 160)),
+                None => format!("{phase}: {}", rec.file),
+            }),
+        );
+        let _ = t;
+        obs.evidence.insert(item.name.clone(), rec);
+    }
+}
+
+/// Each guest's journal and kernel log, and Dovecot's log where there is one.
+async fn guest_logs(ctx: &Ctx<'_>, dir: &Path) {
+    let limit = ctx.accel.scale(Duration::from_secs(20));
+    for g in &ctx.case.guests {
+        let gdir = dir.join("guests").join(&g.name);
+        let _ = std::fs::create_dir_all(&gdir);
+        for (file, script) in [
+            // Without the agent's own line per status poll: thousands of them, all the harness's.
+            (
+                "journal.log",
+                "journalctl -b --no-pager -o short-precise | grep -v 'qemu-ga.*: info: guest-exec-status called'",
+            ),
+            ("dmesg.log", "dmesg"),
+            ("dovecot.log", "cat /var/log/dovecot.log 2>/dev/null || true"),
+        ] {
+            if let Ok(o) = ctx.guests.exec(&g.name, script, limit).await {
+                if !o.stdout.is_empty() {
+                    let _ = std::fs::write(gdir.join(file), o.stdout);
+                }
+            }
+        }
+    }
+}
+
+/// Remove what only a running lab needs: disk overlays (hundreds of MiB each) and sockets.
+fn tidy(dir: &Path) {
+    let walk = |d: PathBuf| std::fs::read_dir(d).into_iter().flatten().flatten();
+    for g in walk(dir.join("guests")) {
+        for f in walk(g.path()) {
+            let p = f.path();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(".qcow2") || name.ends_with(".sock") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    for f in walk(dir.join("wire")) {
+        if f.path().extension().is_some_and(|e| e == "sock") {
+            let _ = std::fs::remove_file(f.path());
+        }
+    }
+}
