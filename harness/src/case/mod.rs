@@ -498,6 +498,14 @@ pub struct Arm {
     /// The faults it turns on.
     pub faults: Vec<String>,
     pub expect: ArmExpectation,
+    /// Checks that do not apply in this arm (e.g. reclaim after a restart the arm does not
+    /// do): not judged, not counted.
+    pub skip_checks: Vec<String>,
+    /// Checks judged and reported in this arm but not counted into its verdict: damage the
+    /// fault may or may not cause on a given run (counted over repeated runs instead).
+    pub report_only: Vec<String>,
+    /// A finding about stock software written down for this arm (shown in reports).
+    pub finding: Option<String>,
     pub setup: Setup,
 }
 

@@ -160,6 +160,8 @@ pub(super) struct RawMatch<'a> {
     pub rpc_version: Option<&'a S<i64>>,
     pub rpc_procedure: Option<&'a S<toml::Value>>,
     pub rpc_kind: Option<&'a Str>,
+    pub nlm_reclaim: Option<&'a S<bool>>,
+    pub nlm_stat: Option<&'a S<toml::Value>>,
 }
 
 /// A table with `segment`, the match keys, and `$extra` fields: serde's `flatten` would lose
@@ -183,6 +185,8 @@ macro_rules! frame_match_table {
             pub rpc_version: Option<S<i64>>,
             pub rpc_procedure: Option<S<toml::Value>>,
             pub rpc_kind: Option<Str>,
+            pub nlm_reclaim: Option<S<bool>>,
+            pub nlm_stat: Option<S<toml::Value>>,
             $(pub $field: $ty,)*
         }
 
@@ -202,6 +206,8 @@ macro_rules! frame_match_table {
                     rpc_version: self.rpc_version.as_ref(),
                     rpc_procedure: self.rpc_procedure.as_ref(),
                     rpc_kind: self.rpc_kind.as_ref(),
+                    nlm_reclaim: self.nlm_reclaim.as_ref(),
+                    nlm_stat: self.nlm_stat.as_ref(),
                 }
             }
         }
@@ -409,6 +415,11 @@ pub(super) struct RawArm {
     pub faults: Vec<Str>,
     pub expect: Str,
     pub failing_checks: Option<S<Vec<Str>>>,
+    #[serde(default)]
+    pub skip_checks: Vec<Str>,
+    #[serde(default)]
+    pub report_only: Vec<Str>,
+    pub finding: Option<Str>,
     #[serde(default)]
     pub setup: RawSetup,
 }

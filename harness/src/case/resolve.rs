@@ -705,6 +705,51 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
             }
         }
         no_repeats(cx, &a.setup.skip_steps, "step");
+        let failing: Vec<&str> = match &expect {
+            ArmExpectation::Fail { failing_checks } => failing_checks.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for (list, what) in [(&a.skip_checks, "skips"), (&a.report_only, "only reports")] {
+            for c in list {
+                if !all_checks.refer(cx, c) {
+                    continue;
+                }
+                if failing.contains(&c.get_ref().as_str()) {
+                    cx.at(
+                        c,
+                        format!(
+                            "arm `{}` {what} check `{}`, which it also expects to fail",
+                            name.get_ref(),
+                            c.get_ref()
+                        ),
+                    );
+                }
+            }
+            no_repeats(cx, list, "check");
+        }
+        for c in &a.skip_checks {
+            let skipped = c.get_ref();
+            if let Some(user) = checks.iter().find(|k| {
+                k.requires.contains(skipped) && !a.skip_checks.iter().any(|s| s.get_ref() == &k.name)
+            }) {
+                cx.at(
+                    c,
+                    format!(
+                        "arm `{}` skips check `{skipped}`, which check `{}` requires: skip both or neither",
+                        name.get_ref(),
+                        user.name
+                    ),
+                );
+            }
+            if a.report_only.iter().any(|r| r.get_ref() == skipped) {
+                cx.at(c, format!("check `{skipped}` is both skipped and report-only"));
+            }
+        }
+        if let Some(f) = &a.finding {
+            if f.get_ref().trim().is_empty() {
+                cx.at(f, "a finding is a sentence, not empty");
+            }
+        }
         let mut images = BTreeMap::new();
         for (g, image) in &a.setup.images.0 {
             guest_names.refer(cx, g);
@@ -715,6 +760,9 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
             name: name.get_ref().clone(),
             faults: a.faults.iter().map(|f| f.get_ref().clone()).collect(),
             expect,
+            skip_checks: a.skip_checks.iter().map(|c| c.get_ref().clone()).collect(),
+            report_only: a.report_only.iter().map(|c| c.get_ref().clone()).collect(),
+            finding: a.finding.as_ref().map(|f| f.get_ref().trim().to_string()),
             setup: Setup {
                 skip_steps: a.setup.skip_steps.iter().map(|s| s.get_ref().clone()).collect(),
                 images,
@@ -1420,10 +1468,33 @@ fn frame_match(cx: &mut Cx, m: &RawMatch, guests: &Names, segment: &Str, on: Opt
             None
         }
     });
+    rpc.reclaim = m.nlm_reclaim.map(|v| *v.get_ref());
+    rpc.nlm_stat = m.nlm_stat.map(|v| {
+        number_or_name(
+            cx,
+            v,
+            u64::from(u32::MAX),
+            &[
+                ("granted", 0),
+                ("denied", 1),
+                ("denied_nolocks", 2),
+                ("blocked", 3),
+                ("denied_grace_period", 4),
+                ("deadlck", 5),
+                ("rofs", 6),
+                ("stale_fh", 7),
+                ("fbig", 8),
+                ("failed", 9),
+            ],
+            "nlm_stat",
+        ) as u32
+    });
     let any_rpc = m.rpc_program.is_some()
         || m.rpc_version.is_some()
         || m.rpc_procedure.is_some()
-        || m.rpc_kind.is_some();
+        || m.rpc_kind.is_some()
+        || m.nlm_reclaim.is_some()
+        || m.nlm_stat.is_some();
     Match {
         from,
         to,

@@ -164,8 +164,14 @@ fn the_smoke_case_reads_as_intended() {
                 "pop3-reads-three".to_string(),
                 vec!["delivered".to_string(), "mounted-imap2".to_string()]
             ),
-            ("no-dovecot-errors-imap1".to_string(), vec!["mounted-imap1".to_string()]),
-            ("no-dovecot-errors-imap2".to_string(), vec!["mounted-imap2".to_string()]),
+            (
+                "no-dovecot-errors-imap1".to_string(),
+                vec!["mounted-imap1".to_string()]
+            ),
+            (
+                "no-dovecot-errors-imap2".to_string(),
+                vec!["mounted-imap2".to_string()]
+            ),
         ]
     );
 }
@@ -236,6 +242,8 @@ fn a_wire_fault_becomes_the_switchs_rule() {
                     version: Some(4),
                     procedure: Some(10),
                     kind: Some(RpcKind::Call),
+                    reclaim: None,
+                    nlm_stat: None,
                 }),
                 ..Match::default()
             },
@@ -254,6 +262,8 @@ fn a_wire_fault_becomes_the_switchs_rule() {
             program: Some(100021),
             version: Some(4),
             procedure: Some(10),
+            reclaim: None,
+            nlm_stat: None,
         }],
         ..Facts::default()
     };
@@ -319,6 +329,8 @@ guest_nft = { guest = "filer", ruleset = "table inet cut {\n chain in { type fil
                     version: Some(4),
                     procedure: Some(2),
                     kind: Some(RpcKind::Reply),
+                    reclaim: None,
+                    nlm_stat: None,
                 }),
             },
             action: Action::Delay {
@@ -354,6 +366,8 @@ guest_nft = { guest = "filer", ruleset = "table inet cut {\n chain in { type fil
                     version: Some(4),
                     procedure: Some(15),
                     kind: None,
+                    reclaim: None,
+                    nlm_stat: None,
                 }),
                 ..Match::default()
             },
@@ -391,7 +405,7 @@ fn shape_errors_name_file_line_and_column() {
         ),
         (
             "[faults.f]\nstart = { at = \"1s\" }\nwire = { segment = \"lan\", proto = 6, action = \"drop\" }\n",
-            "t.toml:13:27: unknown field `proto`, expected one of `segment`, `from`, `to`, `ethertype`, `ip_proto`, `src_ip`, `dst_ip`, `src_port`, `dst_port`, `tcp_flags`, `rpc_program`, `rpc_version`, `rpc_procedure`, `rpc_kind`, `action`, `delay`, `jitter`, `groups`",
+            "t.toml:13:27: unknown field `proto`, expected one of `segment`, `from`, `to`, `ethertype`, `ip_proto`, `src_ip`, `dst_ip`, `src_port`, `dst_port`, `tcp_flags`, `rpc_program`, `rpc_version`, `rpc_procedure`, `rpc_kind`, `nlm_reclaim`, `nlm_stat`, `action`, `delay`, `jitter`, `groups`",
         ),
         (
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\nlock_probe = { path = \"/l\", mode = \"hold\", seconds = \"5\" }\n",
@@ -829,7 +843,9 @@ fn frame_matches() {
             program: Some(100021),
             version: Some(3),
             procedure: Some(2),
-            kind: None
+            kind: None,
+            reclaim: None,
+            nlm_stat: None,
         })
     );
 }
@@ -1101,4 +1117,66 @@ fn load_reads_the_file_and_names_it() {
         )
     );
     assert_eq!(CaseError::EXIT_CODE, 2);
+}
+
+// ---- arm check selection ---------------------------------------------------------------------
+
+/// Checks `ok` (step a) and `later` (requires ok), then `middle` (arms), for the arm tests.
+fn arms_case(arms: &str) -> String {
+    format!("{HEAD}[checks.ok]\nstep_ok = {{ step = \"a\" }}\n[checks.later]\nrequires = [\"ok\"]\nstep_ok = {{ step = \"a\" }}\n{arms}")
+}
+
+#[test]
+fn arms_skip_and_report_checks_by_name() {
+    let c = parse_t(&arms_case(
+        "[arms.base]\nexpect = \"pass\"\nskip_checks = [\"later\"]\n[arms.bug]\nexpect = \"fail\"\nfailing_checks = [\"ok\"]\nreport_only = [\"later\"]\nfinding = \" stock behaves badly \"\n",
+    ))
+    .unwrap();
+    assert_eq!(c.arm("base").unwrap().skip_checks, ["later"]);
+    assert_eq!(c.arm("bug").unwrap().report_only, ["later"]);
+    assert_eq!(
+        c.arm("bug").unwrap().finding.as_deref(),
+        Some("stock behaves badly")
+    );
+}
+
+#[test]
+fn arm_check_selection_errors_point_at_the_name() {
+    let rows = [
+        (
+            "[arms.base]\nexpect = \"pass\"\nskip_checks = [\"nope\"]\n",
+            "t.toml:18:16: unknown check `nope` (this case has ok, later)",
+        ),
+        (
+            "[arms.bug]\nexpect = \"fail\"\nfailing_checks = [\"ok\"]\nreport_only = [\"ok\"]\n",
+            "t.toml:19:16: arm `bug` only reports check `ok`, which it also expects to fail",
+        ),
+        (
+            "[arms.base]\nexpect = \"pass\"\nskip_checks = [\"ok\"]\n",
+            "t.toml:18:16: arm `base` skips check `ok`, which check `later` requires: skip both or neither",
+        ),
+        (
+            "[arms.base]\nexpect = \"pass\"\nfinding = \" \"\n",
+            "t.toml:18:11: a finding is a sentence, not empty",
+        ),
+    ];
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter_map(|(arms, want)| {
+            let got = full_err(&arms_case(arms));
+            (got != *want).then(|| format!("for:\n{arms}\n  got: {got}\n want: {want}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[test]
+fn duration_since_another_steps_end_needs_both_steps() {
+    let c =
+        ok("[checks.prompt]\nduration_at_most = { step = \"a\", since_end_of = \"a\", limit = \"5s\" }\n");
+    assert_eq!(c.check("prompt").unwrap().needs.len(), 2);
+    assert_eq!(
+        err("[checks.prompt]\nduration_at_most = { step = \"a\", since_end_of = \"b\", limit = \"5s\" }\n"),
+        "t.toml:12:49: unknown step `b` (this case has a)"
+    );
 }

@@ -215,6 +215,8 @@ fn checks_table(out: &mut String, arm: &ArmRecord) {
     for check in &arm.checks {
         let tag = if arm.failing_checks.contains(&check.name) {
             expected_tag
+        } else if !check.counted {
+            "<span class=\"tag\">report only: not counted in this arm</span>"
         } else {
             ""
         };
@@ -223,6 +225,12 @@ fn checks_table(out: &mut String, arm: &ArmRecord) {
             esc(&check.name),
             badge(check.verdict),
             esc(check.explanation.as_deref().unwrap_or("")),
+        ));
+    }
+    for name in &arm.skipped_checks {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>—</td><td class=\"muted\">not applicable in this arm (skipped)</td></tr>\n",
+            esc(name)
         ));
     }
     // A named failing check that never ran is why an expected failure was not met: show it.

@@ -202,6 +202,7 @@ pub(super) mod tests {
             name: name.into(),
             verdict,
             explanation: explanation.map(String::from),
+            counted: true,
         }
     }
 
@@ -221,6 +222,7 @@ pub(super) mod tests {
             duration_s: 41.25,
             lab_ready_s: 20.5,
             workload_s: 12.0,
+            skipped_checks: Vec::new(),
             checks: vec![
                 check("locked", Verdict::Pass, None),
                 check("released", Verdict::Pass, None),
@@ -244,6 +246,7 @@ pub(super) mod tests {
             duration_s: 63.5,
             lab_ready_s: 21.0,
             workload_s: 30.0,
+            skipped_checks: Vec::new(),
             checks: vec![
                 check(
                     "mounted",
@@ -285,6 +288,7 @@ pub(super) mod tests {
             duration_s: 12.0,
             lab_ready_s: 11.0,
             workload_s: 0.5,
+            skipped_checks: Vec::new(),
             checks: vec![check("notified", Verdict::Error, Some("agent gone"))],
             faults: vec![],
             dir: "imap-idle/partition".into(),

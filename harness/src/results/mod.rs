@@ -60,6 +60,9 @@ pub struct ArmRecord {
     /// Workload start to workload end (every step finished, faults healed).
     pub workload_s: f64,
     pub checks: Vec<CheckRecord>,
+    /// Checks the arm does not apply (`skip_checks`): not judged.
+    #[serde(default)]
+    pub skipped_checks: Vec<String>,
     pub faults: Vec<FaultRecord>,
     /// The arm's folder, relative to the run folder (`<case>/<arm>`).
     pub dir: String,
@@ -73,6 +76,13 @@ pub struct CheckRecord {
     pub verdict: Verdict,
     /// Present for every verdict but pass (and sometimes for pass).
     pub explanation: Option<String>,
+    /// False for a check the arm only reports (`report_only`): judged, not in the verdict.
+    #[serde(default = "yes")]
+    pub counted: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -279,6 +279,12 @@ pub fn describe_match(m: &Match) -> String {
             Some(RpcKind::Reply) => format!("{what} reply"),
             None => format!("{what} message"),
         });
+        if let Some(reclaim) = r.reclaim {
+            parts.push(format!("with reclaim={}", u8::from(reclaim)));
+        }
+        if let Some(stat) = r.nlm_stat {
+            parts.push(format!("with NLM stat {stat}"));
+        }
     } else {
         parts.push("frame".into());
     }

@@ -109,7 +109,8 @@ pub async fn run_arm(
         verdict: Verdict::Error,
         met: false,
         explanation: String::new(),
-        finding: None,
+        finding: arm.finding.clone(),
+        skipped_checks: Vec::new(),
         duration_s: 0.0,
         lab_ready_s: 0.0,
         workload_s: 0.0,
@@ -230,7 +231,15 @@ pub async fn run_arm(
             .map_err(|e| format!("{}: {e}", pcap.display()))
             .and_then(|b| trace::read(&b).map_err(|e| e.to_string())),
     );
-    let results = checks::judge(case, &observed, &traces);
+    let results: Vec<CheckResult> = checks::judge(case, &observed, &traces)
+        .into_iter()
+        .filter(|r| !arm.skip_checks.iter().any(|s| s == r.name()))
+        .collect();
+    let counted: Vec<CheckResult> = results
+        .iter()
+        .filter(|r| !arm.report_only.iter().any(|s| s == r.name()))
+        .cloned()
+        .collect();
     let proofs: Vec<FaultProof> = case
         .faults_of(arm)
         .map(|f| {
@@ -242,11 +251,18 @@ pub async fn run_arm(
             )
         })
         .collect();
-    let outcome = arm_outcome(&arm.expect, &results, &proofs);
+    let outcome = arm_outcome(&arm.expect, &counted, &proofs);
     record.verdict = outcome.verdict;
     record.met = outcome.met;
     record.explanation = outcome.explanation;
-    record.checks = results.iter().map(check_record).collect();
+    record.checks = results
+        .iter()
+        .map(|r| CheckRecord {
+            counted: !arm.report_only.iter().any(|s| s == r.name()),
+            ..check_record(r)
+        })
+        .collect();
+    record.skipped_checks = arm.skip_checks.clone();
     record.faults = proofs
         .iter()
         .map(|p| {
@@ -276,6 +292,7 @@ fn check_record(r: &CheckResult) -> CheckRecord {
         name: r.name().to_string(),
         verdict: r.verdict(),
         explanation: r.explanation().map(str::to_string),
+        counted: true,
     }
 }
 

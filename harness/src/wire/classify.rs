@@ -38,6 +38,8 @@ impl Classifier {
                 program: m.program(),
                 version: m.version(),
                 procedure: m.procedure(),
+                reclaim: m.args().and_then(|a| a.reclaim()),
+                nlm_stat: m.nlm_stat(),
             })
             .collect();
         (f, info.malformed.is_some())

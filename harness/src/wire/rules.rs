@@ -38,6 +38,10 @@ pub struct RpcFacts {
     pub program: Option<u32>,
     pub version: Option<u32>,
     pub procedure: Option<u32>,
+    /// An NLM LOCK call's `reclaim` flag.
+    pub reclaim: Option<bool>,
+    /// The NLM status of a reply or of a `*_RES` call.
+    pub nlm_stat: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +58,10 @@ pub struct RpcMatch {
     pub version: Option<u32>,
     pub procedure: Option<u32>,
     pub kind: Option<RpcKind>,
+    /// Only NLM LOCK calls with this `reclaim` flag (lock recovery after a server reboot).
+    pub reclaim: Option<bool>,
+    /// Only NLM messages with this status (0 granted, 3 blocked, 4 denied in grace period...).
+    pub nlm_stat: Option<u32>,
 }
 
 impl RpcMatch {
@@ -64,6 +72,8 @@ impl RpcMatch {
             procedure: Some(procedure),
             kind: Some(RpcKind::Call),
             version: None,
+            reclaim: None,
+            nlm_stat: None,
         }
     }
 
@@ -77,6 +87,8 @@ impl RpcMatch {
                 Some(RpcKind::Call) => m.call,
                 Some(RpcKind::Reply) => !m.call,
             }
+            && (self.reclaim.is_none() || self.reclaim == m.reclaim)
+            && (self.nlm_stat.is_none() || self.nlm_stat == m.nlm_stat)
     }
 }
 
@@ -352,6 +364,8 @@ mod tests {
                 program: Some(100021),
                 version: Some(4),
                 procedure: Some(10),
+                reclaim: None,
+                nlm_stat: None,
             }],
             ..Facts::default()
         }

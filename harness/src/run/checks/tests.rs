@@ -55,6 +55,8 @@ fn granted(number: u64) -> TraceFrame {
                 program: Some(100021),
                 version: Some(4),
                 procedure: Some(10),
+                reclaim: None,
+                nlm_stat: None,
             }],
             ..Facts::default()
         },
