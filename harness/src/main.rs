@@ -550,6 +550,7 @@ fn run_cmd(a: RunArgs) -> ExitCode {
                     met: false,
                     explanation: format!("interrupted by {signal} before the arm finished"),
                     finding: arm.finding.clone(),
+                    story: arm.story.clone(),
                     skipped_checks: Vec::new(),
                     duration_s: 0.0,
                     lab_ready_s: 0.0,

@@ -506,6 +506,9 @@ pub struct Arm {
     pub report_only: Vec<String>,
     /// A finding about stock software written down for this arm (shown in reports).
     pub finding: Option<String>,
+    /// What the arm shows, for a reader who does not know the harness: "Let … Then …
+    /// because …" (shown in reports with what was observed).
+    pub story: Option<String>,
     pub setup: Setup,
 }
 

@@ -420,6 +420,7 @@ pub(super) struct RawArm {
     #[serde(default)]
     pub report_only: Vec<Str>,
     pub finding: Option<Str>,
+    pub story: Option<Str>,
     #[serde(default)]
     pub setup: RawSetup,
 }

@@ -745,9 +745,11 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
                 cx.at(c, format!("check `{skipped}` is both skipped and report-only"));
             }
         }
-        if let Some(f) = &a.finding {
-            if f.get_ref().trim().is_empty() {
-                cx.at(f, "a finding is a sentence, not empty");
+        for (text, what) in [(&a.finding, "a finding"), (&a.story, "a story")] {
+            if let Some(f) = text {
+                if f.get_ref().trim().is_empty() {
+                    cx.at(f, format!("{what} is a sentence, not empty"));
+                }
             }
         }
         let mut images = BTreeMap::new();
@@ -762,7 +764,8 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
             expect,
             skip_checks: a.skip_checks.iter().map(|c| c.get_ref().clone()).collect(),
             report_only: a.report_only.iter().map(|c| c.get_ref().clone()).collect(),
-            finding: a.finding.as_ref().map(|f| f.get_ref().trim().to_string()),
+            finding: a.finding.as_ref().map(|f| one_line(f.get_ref())),
+            story: a.story.as_ref().map(|f| one_line(f.get_ref())),
             setup: Setup {
                 skip_steps: a.setup.skip_steps.iter().map(|s| s.get_ref().clone()).collect(),
                 images,
@@ -1900,4 +1903,9 @@ fn build_check_kind(
         None => placeholder,
     };
     (kind, None)
+}
+
+/// Prose from a case file (possibly a multi-line string) as one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -154,8 +154,14 @@ fn arm_section(out: &mut String, arm: &ArmRecord, anchor: &str, history: &[Event
         secs(arm.lab_ready_s),
         secs(arm.workload_s),
     ));
+    if let Some(story) = &arm.story {
+        out.push_str(&format!(
+            "<p class=\"story\"><strong>The scenario:</strong> {}</p>\n",
+            esc(story)
+        ));
+    }
     out.push_str(&format!(
-        "<p class=\"explanation\">{}</p>\n",
+        "<p class=\"explanation\"><strong>Observed:</strong> {}</p>\n",
         esc(&arm.explanation)
     ));
     if let Some(finding) = &arm.finding {

@@ -113,6 +113,9 @@ fn testcase(out: &mut String, arm: &ArmRecord) {
         arm.dir,
         arm.rerun,
     );
+    if let Some(story) = &arm.story {
+        system_out.push_str(&format!("scenario: {story}\n"));
+    }
     if let Some(finding) = &arm.finding {
         system_out.push_str(&format!("finding: {finding}\n"));
     }
@@ -219,6 +222,7 @@ pub(super) mod tests {
             met: true,
             explanation: "pass as expected: all 2 checks passed.".into(),
             finding: None,
+            story: None,
             duration_s: 41.25,
             lab_ready_s: 20.5,
             workload_s: 12.0,
@@ -242,6 +246,7 @@ pub(super) mod tests {
             explanation: "fail, but not as expected: mounted failed (guest said <script>alert(1)</script> \
                           & \u{0}bye \"quoted\")."
                 .into(),
+            story: None,
             finding: Some("lockd drops a GRANTED callback & never retries it.".into()),
             duration_s: 63.5,
             lab_ready_s: 21.0,
@@ -285,6 +290,7 @@ pub(super) mod tests {
             met: false,
             explanation: "expected pass but got error: notified could not be evaluated (agent gone).".into(),
             finding: None,
+            story: None,
             duration_s: 12.0,
             lab_ready_s: 11.0,
             workload_s: 0.5,

@@ -50,6 +50,9 @@ pub struct ArmRecord {
     pub met: bool,
     /// One sentence: why the verdict is what it is, and why it did (not) meet the expectation.
     pub explanation: String,
+    /// The case's account of this arm ("Let … Then … because …"), if it has one.
+    #[serde(default)]
+    pub story: Option<String>,
     /// A finding written in the case for this arm (stock software behaving badly), if any.
     #[serde(default)]
     pub finding: Option<String>,

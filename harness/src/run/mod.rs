@@ -110,6 +110,7 @@ pub async fn run_arm(
         met: false,
         explanation: String::new(),
         finding: arm.finding.clone(),
+        story: arm.story.clone(),
         skipped_checks: Vec::new(),
         duration_s: 0.0,
         lab_ready_s: 0.0,
