@@ -229,10 +229,46 @@ pub struct Session {
     /// Sent one by one after logging in (IMAP: untagged, the client adds tags); every one
     /// must be answered OK / +OK.
     pub commands: Vec<String>,
-    /// Close the connection after the last command without LOGOUT / QUIT.
-    pub hangup: bool,
+    /// How the session ends.
+    pub close: CloseMode,
+    /// Cut the last command's answer short (the client then closes as `close` says).
+    pub stop: Option<SessionStop>,
+    /// Keep the connection open this long after the last answer, before closing.
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub hold: Option<Duration>,
     #[serde(serialize_with = "duration::serialize")]
     pub timeout: Duration,
+}
+
+/// How a mail session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseMode {
+    /// LOGOUT / QUIT, then close.
+    Quit,
+    /// Close the socket without a goodbye (FIN).
+    Fin,
+    /// Close with SO_LINGER 0 (RST).
+    Rst,
+    /// Drop every packet the socket would still send, then close: the server hears nothing
+    /// more (a half-open connection on its side).
+    Silent,
+}
+
+/// Where a session stops reading the last command's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStop {
+    /// After this many lines of the answer (status line included).
+    AfterLines(u32),
+    /// This long after sending the command.
+    After(#[serde(serialize_with = "duration::serialize")] Duration),
+    /// When a line matching `pattern` is written to `file` in `guest`.
+    OnLog {
+        guest: String,
+        file: String,
+        pattern: Pattern,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -453,6 +489,14 @@ pub enum CheckKind {
         evidence: String,
         pattern: Pattern,
     },
+    /// `step` took at most 1/`factor` of `than`'s time (each step's own measure: a mail
+    /// session's last command, a lock probe's wait, else start to end).
+    Faster {
+        step: String,
+        than: String,
+        /// The factor in thousandths (kept integral so the plan stays `Eq`).
+        factor_milli: u64,
+    },
     /// How many frames on `segment` match.
     Frames {
         segment: String,
@@ -518,6 +562,32 @@ pub struct Setup {
     pub skip_steps: Vec<String>,
     /// Guest → image replacing the case's (e.g. a Dovecot with a fix).
     pub images: BTreeMap<String, String>,
+    /// Session step → how it ends in this arm instead (e.g. a client that vanishes).
+    pub sessions: BTreeMap<String, SessionEnd>,
+}
+
+/// How a mail session ends; an arm may replace a session's (`setup.sessions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionEnd {
+    pub close: CloseMode,
+    pub stop: Option<SessionStop>,
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub hold: Option<Duration>,
+}
+
+impl Arm {
+    /// A session step as this arm runs it.
+    pub fn session(&self, step: &str, s: &Session) -> Session {
+        match self.setup.sessions.get(step) {
+            None => s.clone(),
+            Some(e) => Session {
+                close: e.close,
+                stop: e.stop.clone(),
+                hold: e.hold,
+                ..s.clone()
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -125,8 +125,56 @@ pub(super) struct RawSession {
     pub password: Str,
     #[serde(default)]
     pub commands: Vec<Str>,
-    pub hangup: Option<S<bool>>,
+    pub close: Option<Str>,
+    pub stop_after_lines: Option<S<i64>>,
+    pub stop_after: Option<Str>,
+    pub stop_on_log: Option<S<RawLogLine>>,
+    pub hold: Option<Str>,
     pub timeout: Option<Str>,
+}
+
+impl RawSession {
+    pub fn end(&self) -> RawEndRef<'_> {
+        RawEndRef {
+            close: self.close.as_ref(),
+            stop_after_lines: self.stop_after_lines.as_ref(),
+            stop_after: self.stop_after.as_ref(),
+            stop_on_log: self.stop_on_log.as_ref(),
+            hold: self.hold.as_ref(),
+        }
+    }
+}
+
+/// An arm's change to how one of the case's mail sessions ends.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSessionEnd {
+    pub close: Option<Str>,
+    pub stop_after_lines: Option<S<i64>>,
+    pub stop_after: Option<Str>,
+    pub stop_on_log: Option<S<RawLogLine>>,
+    pub hold: Option<Str>,
+}
+
+impl RawSessionEnd {
+    pub fn end(&self) -> RawEndRef<'_> {
+        RawEndRef {
+            close: self.close.as_ref(),
+            stop_after_lines: self.stop_after_lines.as_ref(),
+            stop_after: self.stop_after.as_ref(),
+            stop_on_log: self.stop_on_log.as_ref(),
+            hold: self.hold.as_ref(),
+        }
+    }
+}
+
+/// The keys saying how a session ends, wherever they were written.
+pub(super) struct RawEndRef<'a> {
+    pub close: Option<&'a Str>,
+    pub stop_after_lines: Option<&'a S<i64>>,
+    pub stop_after: Option<&'a Str>,
+    pub stop_on_log: Option<&'a S<RawLogLine>>,
+    pub hold: Option<&'a Str>,
 }
 
 #[derive(Deserialize)]
@@ -359,6 +407,15 @@ pub(super) struct RawCheck {
     pub duration_at_most: Option<S<RawDurationAtMost>>,
     pub log_absent: Option<S<RawLogAbsent>>,
     pub frames: Option<S<RawFrames>>,
+    pub faster: Option<S<RawFaster>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFaster {
+    pub step: Str,
+    pub than: Str,
+    pub factor: S<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -432,4 +489,6 @@ pub(super) struct RawSetup {
     pub skip_steps: Vec<Str>,
     #[serde(default)]
     pub images: Named<Str>,
+    #[serde(default)]
+    pub sessions: Named<S<RawSessionEnd>>,
 }

@@ -567,6 +567,10 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
                 Need::Step { step: step.clone() },
                 Need::Step { step: other.clone() },
             ],
+            CheckKind::Faster { step, than, .. } => vec![
+                Need::Step { step: step.clone() },
+                Need::Step { step: than.clone() },
+            ],
             CheckKind::ExecOutput { evidence, .. } | CheckKind::LogAbsent { evidence, .. } => {
                 vec![Need::Evidence {
                     evidence: evidence.clone(),
@@ -752,6 +756,42 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
                 }
             }
         }
+        let mut sessions = BTreeMap::new();
+        for (step_name, end) in &a.setup.sessions.0 {
+            if !step_names.refer(cx, step_name) {
+                continue;
+            }
+            let Some(step) = steps.iter().find(|s| s.name == *step_name.get_ref()) else {
+                continue;
+            };
+            let (StepKind::Imap(base) | StepKind::Pop3(base)) = &step.kind else {
+                cx.at(
+                    step_name,
+                    format!("step `{}` is not an imap or pop3 session", step_name.get_ref()),
+                );
+                continue;
+            };
+            let bye = if matches!(step.kind, StepKind::Imap(_)) {
+                "LOGOUT"
+            } else {
+                "QUIT"
+            };
+            let (close, stop, hold) = session_end(
+                cx,
+                &end.get_ref().end(),
+                bye,
+                !base.commands.is_empty(),
+                step_name,
+                &guest_names,
+            );
+            if step.background && matches!(stop, Some(SessionStop::OnLog { .. })) {
+                cx.at(
+                    step_name,
+                    "a session stopped by a log line runs in the foreground",
+                );
+            }
+            sessions.insert(step_name.get_ref().clone(), SessionEnd { close, stop, hold });
+        }
         let mut images = BTreeMap::new();
         for (g, image) in &a.setup.images.0 {
             guest_names.refer(cx, g);
@@ -769,6 +809,7 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
             setup: Setup {
                 skip_steps: a.setup.skip_steps.iter().map(|s| s.get_ref().clone()).collect(),
                 images,
+                sessions,
             },
         });
     }
@@ -895,10 +936,19 @@ fn build_step(cx: &mut Cx, s: &RawStep, guests: &Names) -> Step {
             duration: Duration::ZERO,
         },
     };
+    let background = s.background.as_ref().is_some_and(|b| *b.get_ref());
+    if let (true, StepKind::Imap(sess) | StepKind::Pop3(sess)) = (background, &kind) {
+        if matches!(sess.stop, Some(SessionStop::OnLog { .. })) {
+            cx.at(
+                s.background.as_ref().expect("given"),
+                "a session stopped by a log line runs in the foreground: leave out background",
+            );
+        }
+    }
     Step {
         name: s.name.get_ref().clone(),
         guest,
-        background: s.background.as_ref().is_some_and(|b| *b.get_ref()),
+        background,
         kind,
     }
 }
@@ -935,11 +985,12 @@ fn build_session(cx: &mut Cx, s: &RawSession, imap: bool, guest: Option<&str>, g
             cx.at(
                 c,
                 format!(
-                    "the session logs in and out by itself: leave out {verb} (hangup = true ends it without {bye})"
+                    "the session logs in and out by itself: leave out {verb} (close = \"fin\" ends it without {bye})"
                 ),
             );
         }
     }
+    let (close, stop, hold) = session_end(cx, &s.end(), bye, !s.commands.is_empty(), &s.user, guests);
     Session {
         server: s
             .server
@@ -952,9 +1003,92 @@ fn build_session(cx: &mut Cx, s: &RawSession, imap: bool, guest: Option<&str>, g
         user: s.user.get_ref().clone(),
         password: s.password.get_ref().clone(),
         commands: s.commands.iter().map(|c| c.get_ref().clone()).collect(),
-        hangup: s.hangup.as_ref().is_some_and(|h| *h.get_ref()),
+        close,
+        stop,
+        hold,
         timeout: cx.positive(s.timeout.as_ref(), DEFAULT_TIMEOUT),
     }
+}
+
+/// How a session ends: its close mode, stop and hold, validated. `at` is where to point an
+/// error about the session as a whole.
+fn session_end(
+    cx: &mut Cx,
+    e: &RawEndRef<'_>,
+    bye: &str,
+    has_commands: bool,
+    at: &Str,
+    guests: &Names,
+) -> (CloseMode, Option<SessionStop>, Option<Duration>) {
+    let stops = [
+        ("stop_after_lines", e.stop_after_lines.map(|v| v.span())),
+        ("stop_after", e.stop_after.map(|v| v.span())),
+        ("stop_on_log", e.stop_on_log.map(|v| v.span())),
+    ];
+    let given: Vec<_> = stops.iter().filter(|(_, sp)| sp.is_some()).collect();
+    let stop = match given.as_slice() {
+        [] => None,
+        [(k, _)] => Some(match *k {
+            "stop_after_lines" => {
+                let v = e.stop_after_lines.expect("given");
+                SessionStop::AfterLines(
+                    u32::try_from(*v.get_ref())
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .unwrap_or_else(|| {
+                            cx.at(v, "stop_after_lines is a number of lines, at least 1");
+                            1
+                        }),
+                )
+            }
+            "stop_after" => SessionStop::After(cx.positive(e.stop_after, Duration::from_secs(1))),
+            _ => {
+                let l = e.stop_on_log.expect("given").get_ref();
+                guests.refer(cx, &l.guest);
+                cx.absolute(&l.file, "file");
+                SessionStop::OnLog {
+                    guest: l.guest.get_ref().clone(),
+                    file: l.file.get_ref().clone(),
+                    pattern: cx.pattern(&l.pattern),
+                }
+            }
+        }),
+        [_, (k, Some(sp)), ..] => {
+            cx.err(
+                sp.clone(),
+                format!("a session stops one way: `{k}` and another stop key are both given"),
+            );
+            None
+        }
+        _ => None,
+    };
+    let close = match e.close.map(|c| c.get_ref().as_str()) {
+        None if stop.is_some() => CloseMode::Fin,
+        None | Some("quit") => CloseMode::Quit,
+        Some("fin") => CloseMode::Fin,
+        Some("rst") => CloseMode::Rst,
+        Some("silent") => CloseMode::Silent,
+        Some(other) => {
+            cx.at(
+                e.close.expect("given"),
+                format!("close must be \"quit\", \"fin\", \"rst\" or \"silent\", not {other:?}"),
+            );
+            CloseMode::Quit
+        }
+    };
+    if stop.is_some() {
+        if close == CloseMode::Quit {
+            cx.at(
+                e.close.expect("quit is only explicit here"),
+                format!("a stopped session cannot end with {bye}: close with \"fin\", \"rst\" or \"silent\""),
+            );
+        }
+        if !has_commands {
+            cx.at(at, "a session with a stop key needs a command to stop in");
+        }
+    }
+    let hold = e.hold.map(|h| cx.positive(Some(h), Duration::from_secs(1)));
+    (close, stop, hold)
 }
 
 // ---- faults --------------------------------------------------------------------------------
@@ -1770,6 +1904,7 @@ fn build_check_kind(
             ("duration_at_most", c.duration_at_most.as_ref().map(|v| v.span())),
             ("log_absent", c.log_absent.as_ref().map(|v| v.span())),
             ("frames", c.frames.as_ref().map(|v| v.span())),
+            ("faster", c.faster.as_ref().map(|v| v.span())),
         ],
     );
     let placeholder = CheckKind::StepOk { step: String::new() };
@@ -1828,6 +1963,27 @@ fn build_check_kind(
             );
             let expect = text_expect(cx, o.span(), "`exec_output`", &r.equals, &r.contains, &r.matches);
             return (CheckKind::ExecOutput { evidence, expect }, item);
+        }
+        Some("faster") => {
+            let r = c.faster.as_ref().expect("given").get_ref();
+            ctx.steps.refer(cx, &r.step);
+            ctx.steps.refer(cx, &r.than);
+            let factor = match r.factor.get_ref() {
+                toml::Value::Integer(n) if *n >= 1 => *n as f64,
+                toml::Value::Float(f) if *f >= 1.0 && f.is_finite() => *f,
+                _ => {
+                    cx.at(
+                        &r.factor,
+                        "factor is a number, at least 1 (how many times faster)",
+                    );
+                    1.0
+                }
+            };
+            CheckKind::Faster {
+                step: r.step.get_ref().clone(),
+                than: r.than.get_ref().clone(),
+                factor_milli: (factor * 1000.0).round() as u64,
+            }
         }
         Some("duration_at_most") => {
             let r = c.duration_at_most.as_ref().expect("given").get_ref();

@@ -71,7 +71,8 @@ fn every_example_loads() {
     let mut n = 0;
     let examples = std::fs::read_dir(root.join("src/case/testdata")).unwrap();
     let cases = std::fs::read_dir(root.join("../cases")).unwrap();
-    for e in examples.chain(cases) {
+    let drafts = std::fs::read_dir(root.join("../cases/wip")).unwrap();
+    for e in examples.chain(cases).chain(drafts) {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
             let c = load(&p).unwrap_or_else(|e| panic!("{e}"));
@@ -546,11 +547,11 @@ fn steps() {
         ),
         (
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\nimap = { user = \"u\", password = \"p\", commands = [\"SELECT INBOX\", \"LOGOUT\"] }\n",
-            "t.toml:14:66: the session logs in and out by itself: leave out LOGOUT (hangup = true ends it without LOGOUT)",
+            "t.toml:14:66: the session logs in and out by itself: leave out LOGOUT (close = \"fin\" ends it without LOGOUT)",
         ),
         (
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\npop3 = { user = \"u\", password = \"p\", commands = [\"quit\"] }\n",
-            "t.toml:14:50: the session logs in and out by itself: leave out QUIT (hangup = true ends it without QUIT)",
+            "t.toml:14:50: the session logs in and out by itself: leave out QUIT (close = \"fin\" ends it without QUIT)",
         ),
         (
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\nimap = { user = \"u\", password = \"p\", commands = [\"NOOP\\r\\nLOGOUT\"] }\n",
@@ -573,7 +574,7 @@ fn steps() {
             "t.toml:14:25: file \"x\" must be an absolute path",
         ),
     ]);
-    let c = ok("[[steps]]\nname = \"b\"\nguest = \"imap1\"\nbackground = true\n[steps.pop3]\nserver = \"filer\"\nuser = \"u\"\npassword = \"p\"\nhangup = true\n[[steps]]\nname = \"w\"\nwait = { duration = \"250ms\" }\n");
+    let c = ok("[[steps]]\nname = \"b\"\nguest = \"imap1\"\nbackground = true\n[steps.pop3]\nserver = \"filer\"\nuser = \"u\"\npassword = \"p\"\nclose = \"fin\"\n[[steps]]\nname = \"w\"\nwait = { duration = \"250ms\" }\n");
     assert_eq!(
         c.step("b").unwrap(),
         &Step {
@@ -586,7 +587,9 @@ fn steps() {
                 user: "u".into(),
                 password: "p".into(),
                 commands: vec![],
-                hangup: true,
+                close: CloseMode::Fin,
+                stop: None,
+                hold: None,
                 timeout: Duration::from_secs(60),
             }),
         }
@@ -882,11 +885,11 @@ fn checks() {
         ("[checks.x]\nstep_ok = { step = \"zz\" }\n", "t.toml:12:20: unknown step `zz` (this case has a)"),
         (
             "[checks.x]\nstep_ok = { step = \"a\" }\nstep_failed = { step = \"a\" }\n",
-            "t.toml:13:15: check `x` takes one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, not both `step_ok` and `step_failed`",
+            "t.toml:13:15: check `x` takes one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster, not both `step_ok` and `step_failed`",
         ),
         (
             "[checks.x]\nrequires = []\n",
-            "t.toml:11:9: check `x` needs one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames",
+            "t.toml:11:9: check `x` needs one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster",
         ),
         (
             "[checks.x]\nrequires = [\"ok\"]\nstep_ok = { step = \"a\" }\n",
@@ -1178,5 +1181,92 @@ fn duration_since_another_steps_end_needs_both_steps() {
     assert_eq!(
         err("[checks.prompt]\nduration_at_most = { step = \"a\", since_end_of = \"b\", limit = \"5s\" }\n"),
         "t.toml:12:49: unknown step `b` (this case has a)"
+    );
+}
+
+// ---- mail sessions that end early ------------------------------------------------------------
+
+fn session_step(keys: &str) -> String {
+    format!("[[steps]]\nname = \"s\"\nguest = \"imap1\"\n[steps.pop3]\nserver = \"filer\"\nuser = \"u\"\npassword = \"p\"\ncommands = [\"STAT\"]\n{keys}")
+}
+
+#[test]
+fn sessions_stop_one_way_and_close_without_a_goodbye() {
+    let c = ok(&session_step("stop_after_lines = 1\nclose = \"rst\"\n"));
+    let StepKind::Pop3(s) = &c.step("s").unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(
+        (s.close, s.stop.clone()),
+        (CloseMode::Rst, Some(SessionStop::AfterLines(1)))
+    );
+    // A stop without `close` closes with FIN.
+    let c = ok(&session_step("stop_after = \"250ms\"\n"));
+    let StepKind::Pop3(s) = &c.step("s").unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(s.close, CloseMode::Fin);
+    table(&[
+        (
+            &session_step("stop_after_lines = 1\nstop_after = \"1s\"\n"),
+            "t.toml:20:14: a session stops one way: `stop_after` and another stop key are both given",
+        ),
+        (
+            &session_step("stop_after_lines = 0\n"),
+            "t.toml:19:20: stop_after_lines is a number of lines, at least 1",
+        ),
+        (
+            &session_step("stop_after = \"1s\"\nclose = \"quit\"\n"),
+            "t.toml:20:9: a stopped session cannot end with QUIT: close with \"fin\", \"rst\" or \"silent\"",
+        ),
+        (
+            &session_step("close = \"slam\"\n"),
+            "t.toml:19:9: close must be \"quit\", \"fin\", \"rst\" or \"silent\", not \"slam\"",
+        ),
+        (
+            &session_step("stop_on_log = { guest = \"filer\", file = \"/var/log/x\", pattern = \"y\" }\n")
+                .replace("guest = \"imap1\"\n", "guest = \"imap1\"\nbackground = true\n"),
+            "t.toml:14:14: a session stopped by a log line runs in the foreground: leave out background",
+        ),
+    ]);
+}
+
+#[test]
+fn faster_compares_two_steps() {
+    let c = ok("[checks.quick]\nfaster = { step = \"a\", than = \"a\", factor = 2.5 }\n");
+    assert_eq!(
+        c.check("quick").unwrap().kind,
+        CheckKind::Faster {
+            step: "a".into(),
+            than: "a".into(),
+            factor_milli: 2500
+        }
+    );
+    assert_eq!(
+        err("[checks.quick]\nfaster = { step = \"a\", than = \"a\", factor = 0.5 }\n"),
+        "t.toml:12:45: factor is a number, at least 1 (how many times faster)"
+    );
+}
+
+#[test]
+fn arms_change_how_a_session_ends() {
+    let text = format!(
+        "{HEAD}{}[checks.ok]\nstep_ok = {{ step = \"a\" }}\n[arms.base]\nexpect = \"pass\"\n[arms.gone]\nexpect = \"pass\"\nsetup.sessions.s = {{ stop_after_lines = 1, close = \"rst\" }}\n",
+        session_step("")
+    );
+    let c = parse_t(&text).unwrap_or_else(|e| panic!("{e}"));
+    let StepKind::Pop3(base) = &c.step("s").unwrap().kind else {
+        panic!()
+    };
+    let gone = c.arm("gone").unwrap().session("s", base);
+    assert_eq!(
+        (gone.close, gone.stop),
+        (CloseMode::Rst, Some(SessionStop::AfterLines(1)))
+    );
+    assert_eq!(c.arm("base").unwrap().session("s", base), *base);
+    let bad = text.replace("setup.sessions.s", "setup.sessions.a");
+    assert_eq!(
+        full_err(&bad),
+        "t.toml:25:16: step `a` is not an imap or pop3 session"
     );
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::case::verdict::apply_requires;
-use crate::case::{Case, Check, CheckKind, CheckResult, Count, TextExpect};
+use crate::case::{Case, Check, CheckKind, CheckResult, Count, TextExpect, Verdict};
 use crate::run::record::{snippet, Observed, StepOutcome, StepRecord};
 use crate::run::trace::{self, TraceFrame};
 use crate::wire::frame;
@@ -113,6 +113,36 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                 }
             }
         },
+        CheckKind::Faster {
+            step: s,
+            than,
+            factor_milli,
+        } => {
+            let factor = *factor_milli as f64 / 1000.0;
+            let (fast, slow) = match (ran(name, step(s)), ran(name, step(than))) {
+                (Err(r), _) | (_, Err(r)) => return r,
+                (Ok(a), Ok(b)) => (a, b),
+            };
+            match (fast.duration_s, slow.duration_s) {
+                (Some(f), Some(sl)) if f > 0.0 => {
+                    let ratio = sl / f;
+                    let said = format!(
+                        "{} took {f:.3} s, {} took {sl:.3} s: {ratio:.1} times faster",
+                        fast.describe(),
+                        slow.describe()
+                    );
+                    if ratio >= factor {
+                        CheckResult::new(name, Verdict::Pass, Some(said)).expect("one line")
+                    } else {
+                        CheckResult::fail(name, format!("{said}, not the {factor} times required"))
+                    }
+                }
+                _ => CheckResult::unknown(
+                    name,
+                    format!("{} or {} has no duration", fast.describe(), slow.describe()),
+                ),
+            }
+        }
         CheckKind::LogAbsent { evidence, pattern } => match evidence_text(name, obs, evidence) {
             Err(r) => r,
             Ok((text, file)) => {

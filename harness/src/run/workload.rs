@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::accel::Accel;
-use crate::case::{Arm, Case, End, Fault, FaultKind, LockMode, ServiceAction, Step, StepKind, Trigger};
+use crate::case::{
+    Arm, Case, CloseMode, End, Fault, FaultKind, LockMode, ServiceAction, SessionStop, Step, StepKind,
+    Trigger,
+};
 use crate::qemu::agent::{AgentError, ExecOutput};
 use crate::results::EventKind;
 use crate::run::guests::{Guests, Running};
@@ -178,6 +181,13 @@ async fn prepare_guests(ctx: &Ctx<'_>) -> BTreeMap<(String, String), usize> {
             watched.entry(guest.clone()).or_default().push(file.clone());
         }
     }
+    for s in &ctx.case.steps {
+        if let StepKind::Imap(sess) | StepKind::Pop3(sess) = &s.kind {
+            if let Some(SessionStop::OnLog { guest, file, .. }) = &sess.stop {
+                watched.entry(guest.clone()).or_default().push(file.clone());
+            }
+        }
+    }
     let mut base = BTreeMap::new();
     for g in &ctx.case.guests {
         let files = watched.remove(&g.name).unwrap_or_default();
@@ -213,6 +223,16 @@ struct Prepared {
     limit: Duration,
     expect_exit: i64,
     kind: ProcKind,
+    /// A mail session the harness stops when a log line appears (by creating `stop_file`).
+    stop_on_log: Option<StopOnLog>,
+}
+
+#[derive(Debug, Clone)]
+struct StopOnLog {
+    guest: String,
+    file: String,
+    pattern: crate::case::Pattern,
+    stop_file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +257,7 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
             limit: ctx.accel.scale(*timeout),
             expect_exit: i64::from(*expect_exit),
             kind: ProcKind::Exec,
+            stop_on_log: None,
         },
         StepKind::LockProbe { path, mode, seconds } => {
             let (mode, most) = match mode {
@@ -253,9 +274,11 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
                 limit: Duration::from_secs(most) + margin,
                 expect_exit: 0,
                 kind: ProcKind::LockProbe,
+                stop_on_log: None,
             }
         }
         StepKind::Imap(s) | StepKind::Pop3(s) => {
+            let s = &ctx.arm.session(&step.name, s);
             let proto = if matches!(step.kind, StepKind::Imap(_)) {
                 "imap"
             } else {
@@ -268,14 +291,44 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
             };
             let timeout = ctx.accel.scale(s.timeout);
             let mut script = format!(
-                "exec perl {GUEST_DIR}/mailclient.pl {proto} {host} {} {} {} {} {} {}",
+                "exec perl {GUEST_DIR}/mailclient.pl {proto} {host} {} {} {} {} {}",
                 s.port,
                 sh_quote(&s.user),
                 sh_quote(&s.password),
-                u8::from(s.hangup),
                 sh_quote(&ready),
                 timeout.as_secs().max(1)
             );
+            let close = match s.close {
+                CloseMode::Quit => "quit",
+                CloseMode::Fin => "fin",
+                CloseMode::Rst => "rst",
+                CloseMode::Silent => "silent",
+            };
+            script.push_str(&format!(" --close {close}"));
+            let mut stop_on_log = None;
+            match &s.stop {
+                None => {}
+                Some(SessionStop::AfterLines(n)) => script.push_str(&format!(" --stop-lines {n}")),
+                Some(SessionStop::After(d)) => script.push_str(&format!(" --stop-ms {}", d.as_millis())),
+                Some(SessionStop::OnLog {
+                    guest: g,
+                    file,
+                    pattern,
+                }) => {
+                    let stop_file = format!("{ready}.stop");
+                    script.push_str(&format!(" --stop-file {}", sh_quote(&stop_file)));
+                    stop_on_log = Some(StopOnLog {
+                        guest: g.clone(),
+                        file: file.clone(),
+                        pattern: pattern.clone(),
+                        stop_file,
+                    });
+                }
+            }
+            if let Some(h) = s.hold {
+                script.push_str(&format!(" --hold-ms {}", h.as_millis()));
+            }
+            script.push_str(" --");
             for c in &s.commands {
                 script.push(' ');
                 script.push_str(&sh_quote(c));
@@ -283,9 +336,10 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
             Prepared {
                 script,
                 ready_file: Some(ready),
-                limit: timeout + margin,
+                limit: timeout + s.hold.unwrap_or_default() + margin,
                 expect_exit: 0,
                 kind: ProcKind::Mail,
+                stop_on_log,
             }
         }
         StepKind::Wait { .. } | StepKind::WaitForLog { .. } => return None,
@@ -403,7 +457,39 @@ async fn run_steps(ctx: &Ctx<'_>, st: &State) {
                         Ready::Ended(result) => complete(ctx, st, step, t, &prep, result),
                     }
                 } else {
-                    let result = ctx.guests.wait(&run, prep.limit).await;
+                    let result = match &prep.stop_on_log {
+                        None => ctx.guests.wait(&run, prep.limit).await,
+                        Some(stop) => {
+                            let base = st
+                                .log_base
+                                .get(&(stop.guest.clone(), stop.file.clone()))
+                                .copied()
+                                .unwrap_or(0);
+                            // The line appears: tell the client (it polls for the file), then
+                            // keep waiting for it to end.
+                            let signal = async {
+                                let line = watch_log(ctx, &stop.guest, &stop.file, base, &stop.pattern).await;
+                                let _ = ctx.guests.write_file(g, &stop.stop_file, line.as_bytes()).await;
+                                ctx.history.event(
+                                    EventKind::Op,
+                                    &step.name,
+                                    Some(g),
+                                    None,
+                                    Some(format!(
+                                        "stop: {}:{} logged: {}",
+                                        stop.guest,
+                                        stop.file,
+                                        snippet(&line, 120)
+                                    )),
+                                );
+                                std::future::pending::<()>().await
+                            };
+                            tokio::select! {
+                                r = ctx.guests.wait(&run, prep.limit) => r,
+                                _ = signal => unreachable!("the signal future never ends"),
+                            }
+                        }
+                    };
                     complete(ctx, st, step, t, &prep, result);
                 }
             }
@@ -556,7 +642,7 @@ fn complete(
         }
     };
     let duration = match prep.kind {
-        ProcKind::LockProbe => out
+        ProcKind::LockProbe | ProcKind::Mail => out
             .lines()
             .rev()
             .find_map(|l| l.strip_prefix("faultline-duration "))

@@ -1,17 +1,42 @@
 #!/usr/bin/perl
 # faultline mail client: one IMAP or POP3 session, every line it sends and receives printed
-# ("C: ..." / "S: ..." with guest uptime), for checks to read. Only perl-base modules.
-#   mailclient.pl imap|pop3 HOST PORT USER PASSWORD HANGUP(0|1) READY_FILE TIMEOUT [COMMAND...]
-# Exit 0 when the login and every command were answered OK / +OK; 1 when some were not;
-# 2 when the session could not run (connect, timeout, protocol).
+# ("C: ..." / "S: ..." after the guest's uptime), for checks to read. Only perl-base modules.
+#
+#   mailclient.pl imap|pop3 HOST PORT USER PASSWORD READY_FILE TIMEOUT_S [OPTIONS] -- [COMMAND...]
+#     --close quit|fin|rst|silent   how the session ends (default quit: LOGOUT / QUIT)
+#     --stop-lines N                stop reading after the N-th line answering the last command
+#     --stop-ms T                   stop T ms after sending the last command
+#     --stop-file PATH              stop once PATH exists (the harness creates it)
+#     --hold-ms T                   after the last answer, keep the connection open T ms
+#
+# READY_FILE is created after the login; READY_FILE.N after the N-th command is answered.
+# fin: close the socket (FIN). rst: SO_LINGER 0, then close (RST). silent: drop every packet
+# this socket would still send (nft, by source port), then close: the server hears nothing more.
+# The last lines are "faultline-duration S" (the last command: sent to answered or stopped) and
+# "faultline-local-port P". Exit 0 when the login and every command answered OK / +OK (a
+# stopped command counts as answered); 1 when some did not; 2 when the session could not run.
 use strict;
 use warnings;
 use IO::Socket::INET;
+use IO::Select;
+use Socket qw(SOL_SOCKET SO_LINGER);
 
 $| = 1;
-my ($proto, $host, $port, $user, $pass, $hangup, $ready, $timeout, @commands) = @ARGV;
-die "usage: mailclient.pl imap|pop3 HOST PORT USER PASSWORD HANGUP READY_FILE TIMEOUT [COMMAND...]\n"
+my ($proto, $host, $port, $user, $pass, $ready, $timeout, @rest) = @ARGV;
+die "usage: mailclient.pl imap|pop3 HOST PORT USER PASSWORD READY_FILE TIMEOUT_S [OPTIONS] -- [COMMAND...]\n"
     unless defined $timeout && ($proto eq 'imap' || $proto eq 'pop3');
+my ($close, $stop_lines, $stop_ms, $stop_file, $hold_ms) = ('quit', undef, undef, undef, 0);
+while (@rest) {
+    my $o = shift @rest;
+    last if $o eq '--';
+    if    ($o eq '--close')      { $close = shift @rest }
+    elsif ($o eq '--stop-lines') { $stop_lines = shift @rest }
+    elsif ($o eq '--stop-ms')    { $stop_ms = shift @rest }
+    elsif ($o eq '--stop-file')  { $stop_file = shift @rest }
+    elsif ($o eq '--hold-ms')    { $hold_ms = shift @rest }
+    else { die "unknown option $o\n" }
+}
+my @commands = @rest;
 
 sub uptime {
     open(my $u, '<', '/proc/uptime') or return 0;
@@ -19,13 +44,22 @@ sub uptime {
     return (split ' ', $l)[0];
 }
 
-local $SIG{ALRM} = sub { print "session timed out after $timeout s\n"; exit 2 };
-alarm $timeout;
-
-my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp')
+my $deadline = uptime() + $timeout + $hold_ms / 1000;
+my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp', Timeout => $timeout)
     or do { print "connect $host:$port: $@\n"; exit 2 };
 binmode $s;
+my $local_port = $s->sockport;
+my $sel = IO::Select->new($s);
+my $buf = '';
 my $all_ok = 1;
+my ($last_sent, $last_done) = (0, 0);
+
+sub finish {
+    my ($code) = @_;
+    printf "faultline-duration %.3f\n", ($last_done || uptime()) - $last_sent if $last_sent;
+    print "faultline-local-port $local_port\n";
+    exit $code;
+}
 
 sub send_line {
     my ($line, $shown) = @_;
@@ -33,28 +67,57 @@ sub send_line {
     print $s "$line\r\n";
 }
 
+# The next line (without CRLF); undef when a stop condition of the last command is met.
+# `stopping` is on only while the last command's answer is read.
+my ($stopping, $lines_seen) = (0, 0);
+sub stop_now {
+    return 0 unless $stopping;
+    return 1 if defined $stop_lines && $lines_seen >= $stop_lines;
+    return 1 if defined $stop_ms && (uptime() - $last_sent) * 1000 >= $stop_ms;
+    return 1 if defined $stop_file && -e $stop_file;
+    return 0;
+}
+
+sub fill {
+    while (1) {
+        return 0 if stop_now();
+        if (uptime() > $deadline) { print "session timed out after $timeout s\n"; finish(2) }
+        next unless $sel->can_read(0.05);
+        my $got = sysread($s, $buf, 65536, length $buf);
+        unless ($got) { print "connection closed by server\n"; finish(2) }
+        return 1;
+    }
+}
+
 sub read_line {
-    my $l = <$s>;
-    unless (defined $l) { print "connection closed by server\n"; exit 2 }
-    $l =~ s/\r?\n\z//;
+    while ($buf !~ /\n/) { return undef unless fill() }
+    return undef if stop_now();
+    $buf =~ s/^(.*?)\r?\n//;
+    my $l = $1;
+    $lines_seen++;
     printf "%s S: %s\n", uptime(), $l;
     return $l;
 }
 
-# IMAP: read until the tagged response, following {N} literals byte-exactly.
+sub read_bytes {
+    my ($n) = @_;
+    while (length $buf < $n) { return undef unless fill() }
+    my $b = substr($buf, 0, $n, '');
+    print map { "  | $_\n" } split /\r?\n/, $b;
+    $lines_seen += () = $b =~ /\n/g;
+    return $b;
+}
+
+# IMAP: lines until the tagged response, following {N} literals byte-exactly.
 sub imap_response {
     my ($tag) = @_;
     while (1) {
         my $l = read_line();
+        return undef unless defined $l;
         while ($l =~ /\{(\d+)\}\z/) {
-            my $n = $1;
-            my $buf = '';
-            while (length($buf) < $n) {
-                my $got = read($s, $buf, $n - length($buf), length($buf));
-                unless ($got) { print "connection closed in a literal\n"; exit 2 }
-            }
-            print map { "  | $_\n" } split /\r?\n/, $buf;
+            return undef unless defined read_bytes($1);
             $l = read_line();
+            return undef unless defined $l;
         }
         return $l if index($l, "$tag ") == 0;
     }
@@ -64,64 +127,102 @@ sub imap_response {
 sub pop3_response {
     my ($multi) = @_;
     my $l = read_line();
+    return undef unless defined $l;
     return $l unless $multi && $l =~ /^\+OK/;
     while (1) {
-        my $m = <$s>;
-        unless (defined $m) { print "connection closed in a multi-line answer\n"; exit 2 }
-        $m =~ s/\r?\n\z//;
-        last if $m eq '.';
-        print "  | $m\n";
+        my $m = read_line();
+        return undef unless defined $m;
+        return $l if $m eq '.';
     }
-    return $l;
 }
 
-sub ready { open(my $f, '>', $ready) or die "creating $ready: $!\n"; close $f }
+sub mark_ready { my $f = shift; open(my $h, '>', $f) or die "creating $f: $!\n"; close $h }
+
+# Send one command and read its answer; the last one may be stopped partway.
+sub command {
+    my ($n, $line, $reader, $ok) = @_;
+    my $last = $n == @commands;
+    $last_sent = uptime();
+    $last_done = 0;
+    send_line($line);
+    ($stopping, $lines_seen) = ($last && ($stop_lines || $stop_ms || $stop_file) ? 1 : 0, 0);
+    my $resp = $reader->();
+    $stopping = 0;
+    $last_done = uptime();
+    if (!defined $resp) {
+        print "stopped after $lines_seen line(s) of the answer\n";
+        mark_ready("$ready.$n");
+        return 'stopped';
+    }
+    $all_ok = 0 unless $resp =~ $ok;
+    mark_ready("$ready.$n");
+    return 'done';
+}
+
+sub end_session {
+    my ($bye) = @_;
+    if ($hold_ms) {
+        print "holding the connection for $hold_ms ms\n";
+        select(undef, undef, undef, $hold_ms / 1000);
+    }
+    if ($close eq 'quit') { $bye->(); close $s; return }
+    if ($close eq 'rst') {
+        setsockopt($s, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) or print "SO_LINGER: $!\n";
+        print "resetting the connection (RST)\n";
+    } elsif ($close eq 'silent') {
+        my $p = $local_port;
+        system("nft add table inet faultline_silent 2>/dev/null; "
+            . "nft add chain inet faultline_silent out '{ type filter hook output priority 0; }' 2>/dev/null; "
+            . "nft add rule inet faultline_silent out tcp sport $p counter drop") == 0
+            or print "could not silence port $p\n";
+        print "going silent: every packet from port $p dropped from now on\n";
+    } else {
+        print "closing the connection (FIN) without a goodbye\n";
+    }
+    close $s;
+}
 
 if ($proto eq 'imap') {
     my $g = read_line();
-    unless ($g =~ /^\* OK/) { print "no IMAP greeting\n"; exit 2 }
+    unless (defined $g && $g =~ /^\* OK/) { print "no IMAP greeting\n"; finish(2) }
     send_line("a1 LOGIN \"$user\" \"$pass\"", "a1 LOGIN \"$user\" ***");
     my $r = imap_response('a1');
-    unless ($r =~ /^a1 OK/) { print "login refused\n"; exit 1 }
-    ready();
-    my $n = 1;
+    unless (defined $r && $r =~ /^a1 OK/) { print "login refused\n"; finish(1) }
+    mark_ready($ready);
+    my $n = 0;
     for my $c (@commands) {
         $n++;
-        send_line("a$n $c");
-        my $resp = imap_response("a$n");
-        $all_ok = 0 unless $resp =~ /^a$n OK/;
+        my $tag = 'a' . ($n + 1);
+        last if command($n, "$tag $c", sub { imap_response($tag) }, qr/^$tag OK/) eq 'stopped';
     }
-    if ($hangup) { print "hanging up without LOGOUT\n" }
-    else {
-        $n++;
-        send_line("a$n LOGOUT");
-        imap_response("a$n");
-    }
+    end_session(sub {
+        my $tag = 'a' . ($n + 2);
+        send_line("$tag LOGOUT");
+        imap_response($tag);
+    });
 } else {
     my $g = read_line();
-    unless ($g =~ /^\+OK/) { print "no POP3 greeting\n"; exit 2 }
+    unless (defined $g && $g =~ /^\+OK/) { print "no POP3 greeting\n"; finish(2) }
     send_line("USER $user");
     my $r = pop3_response(0);
-    if ($r =~ /^\+OK/) {
+    if (defined $r && $r =~ /^\+OK/) {
         send_line("PASS $pass", "PASS ***");
         $r = pop3_response(0);
     }
-    unless ($r =~ /^\+OK/) { print "login refused\n"; exit 1 }
-    ready();
+    unless (defined $r && $r =~ /^\+OK/) { print "login refused\n"; finish(1) }
+    mark_ready($ready);
+    my $n = 0;
     for my $c (@commands) {
+        $n++;
         my ($verb, @args) = split ' ', $c;
         $verb = uc $verb;
         my $multi = $verb eq 'RETR' || $verb eq 'TOP' || $verb eq 'CAPA'
             || (($verb eq 'LIST' || $verb eq 'UIDL') && !@args);
-        send_line($c);
-        my $resp = pop3_response($multi);
-        $all_ok = 0 unless $resp =~ /^\+OK/;
+        last if command($n, $c, sub { pop3_response($multi) }, qr/^\+OK/) eq 'stopped';
     }
-    if ($hangup) { print "hanging up without QUIT\n" }
-    else {
+    end_session(sub {
         send_line("QUIT");
         pop3_response(0);
-    }
+    });
 }
-close $s;
-exit($all_ok ? 0 : 1);
+finish($all_ok ? 0 : 1);
