@@ -541,24 +541,8 @@ fn run_cmd(a: RunArgs) -> ExitCode {
             Ok(r) => r,
             Err(signal) => {
                 let record = faultline::results::ArmRecord {
-                    case: case.name.clone(),
-                    arm: arm.name.clone(),
-                    summary: case.summary.clone(),
-                    expected: arm.expect.verdict(),
-                    failing_checks: Vec::new(),
-                    verdict: faultline::case::Verdict::Error,
-                    met: false,
                     explanation: format!("interrupted by {signal} before the arm finished"),
-                    finding: arm.finding.clone(),
-                    story: arm.story.clone(),
-                    skipped_checks: Vec::new(),
-                    duration_s: 0.0,
-                    lab_ready_s: 0.0,
-                    workload_s: 0.0,
-                    checks: Vec::new(),
-                    faults: Vec::new(),
-                    dir: format!("{}/{}", case.name, arm.name),
-                    rerun,
+                    ..run::unfinished(case, arm, rerun)
                 };
                 let _ = run_dir.add(record);
                 eprintln!(

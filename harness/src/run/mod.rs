@@ -95,31 +95,8 @@ pub async fn run_arm(
     say: &mut dyn FnMut(&str),
 ) -> ArmRun {
     let started = Instant::now();
-    let rel = format!("{}/{}", case.name, arm.name);
-    let dir = run_dir.join(&rel);
-    let mut record = ArmRecord {
-        case: case.name.clone(),
-        arm: arm.name.clone(),
-        summary: case.summary.clone(),
-        expected: arm.expect.verdict(),
-        failing_checks: match &arm.expect {
-            crate::case::ArmExpectation::Fail { failing_checks } => failing_checks.clone(),
-            _ => Vec::new(),
-        },
-        verdict: Verdict::Error,
-        met: false,
-        explanation: String::new(),
-        finding: arm.finding.clone(),
-        story: arm.story.clone(),
-        skipped_checks: Vec::new(),
-        duration_s: 0.0,
-        lab_ready_s: 0.0,
-        workload_s: 0.0,
-        checks: Vec::new(),
-        faults: Vec::new(),
-        dir: rel,
-        rerun,
-    };
+    let dir = run_dir.join(format!("{}/{}", case.name, arm.name));
+    let mut record = unfinished(case, arm, rerun);
     let broke = |mut record: ArmRecord, why: String| {
         record.explanation = why;
         record.duration_s = started.elapsed().as_secs_f64();
@@ -285,6 +262,34 @@ pub async fn run_arm(
         record,
         lab_broke: false,
         kept,
+    }
+}
+
+/// An arm's record before it has a verdict: `error`, not met, with no explanation yet (what an
+/// interrupted arm is left as).
+pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
+    ArmRecord {
+        case: case.name.clone(),
+        arm: arm.name.clone(),
+        summary: case.summary.clone(),
+        expected: arm.expect.verdict(),
+        failing_checks: match &arm.expect {
+            crate::case::ArmExpectation::Fail { failing_checks } => failing_checks.clone(),
+            _ => Vec::new(),
+        },
+        verdict: Verdict::Error,
+        met: false,
+        explanation: String::new(),
+        finding: arm.finding.clone(),
+        story: arm.story.clone(),
+        skipped_checks: Vec::new(),
+        duration_s: 0.0,
+        lab_ready_s: 0.0,
+        workload_s: 0.0,
+        checks: Vec::new(),
+        faults: Vec::new(),
+        dir: format!("{}/{}", case.name, arm.name),
+        rerun,
     }
 }
 

@@ -175,3 +175,34 @@ fn wrong_output_slow_lock_and_log_lines_fail_with_pointers() {
     );
     insta::assert_snapshot!(table(&judge(&smoke(), &obs, &traces)));
 }
+
+#[test]
+fn faster_gives_the_ratio_pass_or_fail() {
+    let case = case::parse(
+        Path::new("t.toml"),
+        "name = \"t\"\nsummary = \"s\"\n[guests.imap1]\nimage = \"frontend\"\n[[steps]]\nname = \"cold\"\nguest = \"imap1\"\nexec = { command = \"true\" }\n[[steps]]\nname = \"warm\"\nguest = \"imap1\"\nexec = { command = \"true\" }\n[checks.quick]\nfaster = { step = \"warm\", than = \"cold\", factor = 5 }\n[arms.a]\nexpect = \"pass\"\n",
+    )
+    .unwrap();
+    let mut obs = Observed::default();
+    obs.steps.insert(
+        "cold".into(),
+        step("cold", "imap1", (0.0, 12.0), StepOutcome::Ok, ""),
+    );
+    obs.steps.insert(
+        "warm".into(),
+        step("warm", "imap1", (12.0, 12.4), StepOutcome::Ok, ""),
+    );
+    let traces = Traces::new();
+    let r = &judge(&case, &obs, &traces)[0];
+    assert_eq!(r.verdict(), Verdict::Pass);
+    assert!(r.explanation().unwrap().contains("30.0 times faster"), "{r:?}");
+    obs.steps.get_mut("warm").unwrap().duration_s = Some(6.0);
+    let r = &judge(&case, &obs, &traces)[0];
+    assert_eq!(r.verdict(), Verdict::Fail);
+    assert!(
+        r.explanation()
+            .unwrap()
+            .contains("2.0 times faster, not the 5 times required"),
+        "{r:?}"
+    );
+}
