@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use crate::accel::Accel;
 use crate::case::{
     arm_outcome, Arm, Case, CheckResult, EvidenceItem, EvidenceSource, FaultKind, FaultProof, Verdict,
-    WireAction,
 };
 use crate::images::{self, Image};
 use crate::lab::{GuestSpec, Lab, LabSpec};
@@ -318,13 +317,9 @@ fn fault_proof(
     };
     let mut evidence = run.evidence.clone();
     let fired = match &f.kind {
-        FaultKind::Wire { action, .. } => {
-            let verb = match action {
-                WireAction::Drop => "dropped",
-                WireAction::Delay { .. } => "delayed",
-                WireAction::Duplicate => "duplicated",
-                WireAction::Partition { .. } => "dropped (partition)",
-            };
+        FaultKind::Wire { .. } => {
+            // The switch's own word for what its rule did to a frame.
+            let verb = crate::case::wire_rule(f).map_or("acted on", |r| r.action.verb());
             match run.rule.and_then(|id| rules.iter().find(|r| r.id == id)) {
                 Some(s) if s.matched > 0 => {
                     evidence.push(format!(
@@ -403,7 +398,7 @@ async fn capture(ctx: &Ctx<'_>, dir: &Path, phase: &'static str, items: &[Eviden
                 }
             }
         }
-        let t = ctx.history.event(
+        ctx.history.event(
             EventKind::Evidence,
             &item.name,
             Some(&item.guest),
@@ -413,7 +408,6 @@ async fn capture(ctx: &Ctx<'_>, dir: &Path, phase: &'static str, items: &[Eviden
                 None => format!("{phase}: {}", rec.file),
             }),
         );
-        let _ = t;
         obs.evidence.insert(item.name.clone(), rec);
     }
 }

@@ -515,7 +515,7 @@ async fn reap(ctx: &Ctx<'_>, st: &State) {
             .collect();
         if pending.is_empty() {
             // Nothing pending: wait for the step loop to add some or to finish.
-            if *st.done.borrow() || all_started(ctx, st) {
+            if *st.done.borrow() || all_ended(ctx, st) {
                 return;
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), steps_rx.changed()).await;
@@ -552,8 +552,8 @@ async fn reap(ctx: &Ctx<'_>, st: &State) {
     }
 }
 
-/// Whether every step has a final record (so nothing more can become pending).
-fn all_started(ctx: &Ctx<'_>, st: &State) -> bool {
+/// Whether every step has ended (so nothing more can become pending).
+fn all_ended(ctx: &Ctx<'_>, st: &State) -> bool {
     let steps = st.steps.lock().unwrap_or_else(|p| p.into_inner());
     ctx.case
         .steps

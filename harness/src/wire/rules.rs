@@ -157,7 +157,8 @@ pub enum Action {
 }
 
 impl Action {
-    fn verb(&self) -> &'static str {
+    /// What the action does to a frame, as the pcapng comments and fault proofs say it.
+    pub fn verb(&self) -> &'static str {
         match self {
             Action::Drop => "dropped",
             Action::Delay { .. } => "delayed",
