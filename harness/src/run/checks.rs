@@ -146,13 +146,26 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
         CheckKind::LogAbsent { evidence, pattern } => match evidence_text(name, obs, evidence) {
             Err(r) => r,
             Ok((text, file)) => {
+                // A command that failed may have printed nothing or half: no matching line in
+                // its output proves nothing. A matching line is still a finding.
+                let failed = obs
+                    .evidence
+                    .get(evidence.as_str())
+                    .and_then(|e| e.exit_code)
+                    .filter(|c| *c != 0);
                 let hits: Vec<(usize, &str)> = text
                     .lines()
                     .enumerate()
                     .filter(|(_, l)| pattern.matches_line(l))
                     .collect();
                 match hits.first() {
-                    None => CheckResult::pass(name),
+                    None => match failed {
+                        None => CheckResult::pass(name),
+                        Some(code) => CheckResult::unknown(
+                            name,
+                            format!("the command behind {file} exited {code}, so its output cannot show \"{}\" is absent", pattern.as_str()),
+                        ),
+                    },
                     Some((i, line)) => CheckResult::fail(
                         name,
                         format!(

@@ -166,6 +166,25 @@ fn missing_evidence_is_unknown_never_pass() {
 }
 
 #[test]
+fn log_absent_on_a_failed_command_is_unknown_unless_a_line_matches() {
+    let (mut obs, traces) = all_ok(true);
+    let e = obs.evidence.get_mut("dovecot-log-imap2").unwrap();
+    e.text = Some(String::new());
+    e.exit_code = Some(1);
+    e.problem = Some("`journalctl -u dovecot` exited 1".into());
+    let verdict = |obs: &Observed| {
+        let r = judge(&smoke(), obs, &traces);
+        let r = r.iter().find(|r| r.name() == "no-dovecot-errors-imap2").unwrap();
+        (r.verdict(), r.explanation().unwrap_or("-").to_string())
+    };
+    let (v, why) = verdict(&obs);
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("exited 1"), "{why}");
+    obs.evidence.get_mut("dovecot-log-imap2").unwrap().text = Some("Error: broken\n".into());
+    assert_eq!(verdict(&obs).0, Verdict::Fail);
+}
+
+#[test]
 fn wrong_output_slow_lock_and_log_lines_fail_with_pointers() {
     let (mut obs, traces) = all_ok(true);
     obs.steps.get_mut("read-imap2").unwrap().output = "stale\n".into();
