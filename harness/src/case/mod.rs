@@ -238,6 +238,8 @@ pub struct Session {
     pub hold: Option<Duration>,
     #[serde(serialize_with = "duration::serialize")]
     pub timeout: Duration,
+    /// How many copies of the session run at once, each on its own connection.
+    pub connections: u32,
 }
 
 /// How a mail session ends.

@@ -131,6 +131,7 @@ pub(super) struct RawSession {
     pub stop_on_log: Option<S<RawLogLine>>,
     pub hold: Option<Str>,
     pub timeout: Option<Str>,
+    pub connections: Option<S<i64>>,
 }
 
 impl RawSession {

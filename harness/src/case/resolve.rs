@@ -15,6 +15,8 @@ use crate::wire::frame::{self, program};
 use crate::wire::rules::{RpcKind, RpcMatch};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// One guest process per connection: a thousand is already far past what a 1 GiB guest holds.
+const MAX_CONNECTIONS: u32 = 1000;
 const DEFAULT_EVIDENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Cx<'a> {
@@ -1007,6 +1009,16 @@ fn build_session(cx: &mut Cx, s: &RawSession, imap: bool, guest: Option<&str>, g
         stop,
         hold,
         timeout: cx.positive(s.timeout.as_ref(), DEFAULT_TIMEOUT),
+        connections: match &s.connections {
+            None => 1,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(n) if (1..=MAX_CONNECTIONS).contains(&n) => n,
+                _ => {
+                    cx.at(n, format!("connections is 1 to {MAX_CONNECTIONS}"));
+                    1
+                }
+            },
+        },
     }
 }
 

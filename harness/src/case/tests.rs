@@ -591,6 +591,7 @@ fn steps() {
                 stop: None,
                 hold: None,
                 timeout: Duration::from_secs(60),
+                connections: 1,
             }),
         }
     );

@@ -8,8 +8,13 @@
 #     --stop-ms T                   stop T ms after sending the last command
 #     --stop-file PATH              stop once PATH exists (the harness creates it)
 #     --hold-ms T                   after the last answer, keep the connection open T ms
+#     --connections N               run N copies of the session at once (one process each)
 #
 # READY_FILE is created after the login; READY_FILE.N after the N-th command is answered.
+# With N connections, connection i prefixes its lines with "#i" (after the uptime on C:/S:
+# lines), "%i" in USER and PASSWORD becomes i, and READY_FILE / READY_FILE.N appear once every
+# connection has got there or ended; a hold then starts for all of them at once, so all N are
+# open together. The last lines sum them up.
 # fin: close the socket (FIN). rst: SO_LINGER 0, then close (RST). silent: drop every packet
 # this socket would still send (nft, by source port), then close: the server hears nothing more.
 # The last lines are "faultline-duration S" (the last command: sent to answered or stopped) and
@@ -25,7 +30,7 @@ $| = 1;
 my ($proto, $host, $port, $user, $pass, $ready, $timeout, @rest) = @ARGV;
 die "usage: mailclient.pl imap|pop3 HOST PORT USER PASSWORD READY_FILE TIMEOUT_S [OPTIONS] -- [COMMAND...]\n"
     unless defined $timeout && ($proto eq 'imap' || $proto eq 'pop3');
-my ($close, $stop_lines, $stop_ms, $stop_file, $hold_ms) = ('quit', undef, undef, undef, 0);
+my ($close, $stop_lines, $stop_ms, $stop_file, $hold_ms, $connections) = ('quit', undef, undef, undef, 0, 1);
 while (@rest) {
     my $o = shift @rest;
     last if $o eq '--';
@@ -34,6 +39,7 @@ while (@rest) {
     elsif ($o eq '--stop-ms')    { $stop_ms = shift @rest }
     elsif ($o eq '--stop-file')  { $stop_file = shift @rest }
     elsif ($o eq '--hold-ms')    { $hold_ms = shift @rest }
+    elsif ($o eq '--connections') { $connections = shift @rest }
     else { die "unknown option $o\n" }
 }
 my @commands = @rest;
@@ -45,8 +51,81 @@ sub uptime {
 }
 
 my $deadline = uptime() + $timeout + $hold_ms / 1000;
+# Set per connection when there are several: "#i " on every line this process prints.
+my $tag = '';
+
+# Print lines, each as one write (several connections share stdout).
+sub out { print join('', map { "$tag$_\n" } @_) }
+
+sub mark_ready { my $f = shift; open(my $h, '>', $f) or die "creating $f: $!\n"; close $h }
+
+# With several connections, the parent learns of each child's marks through one pipe (a line
+# "i suffix" is shorter than PIPE_BUF, so writes never interleave) instead of polling files:
+# under TCG 200 processes stat-ing files every few ms would eat the guest's only CPU.
+my ($marks_w, $go, $conn) = (undef, 0, 0);
+if ($connections > 1) {
+    # N processes, one session each; this one waits, merges their marks, sums up.
+    my $t0 = uptime();
+    pipe(my $marks_r, $marks_w) or die "pipe: $!\n";
+    my (%pid, $child);
+    for my $i (1 .. $connections) {
+        my $p = fork();
+        die "fork: $!\n" unless defined $p;
+        if ($p == 0) {
+            ($tag, $child, $conn) = ("#$i ", 1, $i);
+            $SIG{USR1} = sub { $go = 1 };
+            close $marks_r;
+            $marks_w->autoflush(1);
+            s/%i/$i/g for $user, $pass;
+            last;
+        }
+        $pid{$p} = $i;
+    }
+    unless ($child) {
+        close $marks_w;
+        my $killed = 0;
+        my (%code, %seen, %merged);
+        my @names = ('', map { ".$_" } 1 .. scalar @commands);
+        my $rsel = IO::Select->new($marks_r);
+        my $pending = '';
+        while (%pid) {
+            if (!$rsel->count) {
+                select(undef, undef, undef, 0.2);
+            } elsif ($rsel->can_read(0.2)) {
+                my $got = sysread($marks_r, $pending, 4096, length $pending);
+                $rsel->remove($marks_r) unless $got;
+                while ($pending =~ s/^(\d+) (\S*)\n//) { $seen{$2}{$1} = 1 }
+            }
+            while ((my $p = waitpid(-1, 1)) > 0) { $code{ delete $pid{$p} } = $? >> 8 }
+            for my $m (@names) {
+                next if $merged{$m};
+                next if grep { !exists $code{$_} && !$seen{$m}{$_} } 1 .. $connections;
+                mark_ready("$ready$m");
+                $merged{$m} = 1;
+                # The last answer is in everywhere: release the children's hold together.
+                kill 'USR1', keys %pid if $m eq $names[-1];
+            }
+            if (!$killed && uptime() > $deadline + 10) { kill 'KILL', keys %pid; out "connections timed out"; $killed = 1 }
+        }
+        my %n;
+        $n{$_}++ for values %code;
+        out sprintf("faultline-connections %d: %d ok, %d refused or failed, %d could not run",
+            $connections, $n{0} || 0, $n{1} || 0, $connections - ($n{0} || 0) - ($n{1} || 0));
+        out sprintf("faultline-duration %.3f", uptime() - $t0);
+        exit((grep { $_ != 0 } values %code) ? ((grep { $_ > 1 } values %code) ? 2 : 1) : 0);
+    }
+}
+
+unless ($conn) { s/%i/1/g for $user, $pass }
+
+# This session reached a point: after the login ('') or the N-th answer ('.N').
+sub mark {
+    my ($m) = @_;
+    if ($marks_w) { print $marks_w "$conn $m\n" } else { mark_ready("$ready$m") }
+}
+
 my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp', Timeout => $timeout)
-    or do { print "connect $host:$port: $@\n"; exit 2 };
+    or do { out "connect $host:$port: $@"; exit 2 };
 binmode $s;
 my $local_port = $s->sockport;
 my $sel = IO::Select->new($s);
@@ -56,14 +135,17 @@ my ($last_sent, $last_done) = (0, 0);
 
 sub finish {
     my ($code) = @_;
-    printf "faultline-duration %.3f\n", ($last_done || uptime()) - $last_sent if $last_sent;
-    print "faultline-local-port $local_port\n";
+    out sprintf("faultline-duration %.3f", ($last_done || uptime()) - $last_sent) if $last_sent;
+    out "faultline-local-port $local_port";
     exit $code;
 }
 
+# A transcript line: "<uptime> [#i ]C: ..." / "S: ...".
+sub said { my ($dir, $line) = @_; print sprintf("%s %s%s: %s\n", uptime(), $tag, $dir, $line) }
+
 sub send_line {
     my ($line, $shown) = @_;
-    printf "%s C: %s\n", uptime(), defined $shown ? $shown : $line;
+    said('C', defined $shown ? $shown : $line);
     print $s "$line\r\n";
 }
 
@@ -81,10 +163,12 @@ sub stop_now {
 sub fill {
     while (1) {
         return 0 if stop_now();
-        if (uptime() > $deadline) { print "session timed out after $timeout s\n"; finish(2) }
-        next unless $sel->can_read(0.05);
+        if (uptime() > $deadline) { out "session timed out after $timeout s"; finish(2) }
+        # Poll finely only while a time or file may stop the answer; otherwise the socket
+        # wakes us, and hundreds of idle connections cost the guest nothing.
+        next unless $sel->can_read($stopping && ($stop_ms || $stop_file) ? 0.05 : 0.5);
         my $got = sysread($s, $buf, 65536, length $buf);
-        unless ($got) { print "connection closed by server\n"; finish(2) }
+        unless ($got) { out "connection closed by server"; finish(2) }
         return 1;
     }
 }
@@ -95,7 +179,7 @@ sub read_line {
     $buf =~ s/^(.*?)\r?\n//;
     my $l = $1;
     $lines_seen++;
-    printf "%s S: %s\n", uptime(), $l;
+    said('S', $l);
     return $l;
 }
 
@@ -103,7 +187,7 @@ sub read_bytes {
     my ($n) = @_;
     while (length $buf < $n) { return undef unless fill() }
     my $b = substr($buf, 0, $n, '');
-    print map { "  | $_\n" } split /\r?\n/, $b;
+    out map { "  | $_" } split /\r?\n/, $b;
     $lines_seen += () = $b =~ /\n/g;
     return $b;
 }
@@ -136,8 +220,6 @@ sub pop3_response {
     }
 }
 
-sub mark_ready { my $f = shift; open(my $h, '>', $f) or die "creating $f: $!\n"; close $h }
-
 # Send one command and read its answer; the last one may be stopped partway.
 sub command {
     my ($n, $line, $reader, $ok) = @_;
@@ -150,45 +232,50 @@ sub command {
     $stopping = 0;
     $last_done = uptime();
     if (!defined $resp) {
-        print "stopped after $lines_seen line(s) of the answer\n";
-        mark_ready("$ready.$n");
+        out "stopped after $lines_seen line(s) of the answer";
+        mark(".$n");
         return 'stopped';
     }
     $all_ok = 0 unless $resp =~ $ok;
-    mark_ready("$ready.$n");
+    mark(".$n");
     return 'done';
 }
 
 sub end_session {
     my ($bye) = @_;
     if ($hold_ms) {
-        print "holding the connection for $hold_ms ms\n";
+        if ($marks_w) {
+            # Several connections hold together: from the moment the last one is answered.
+            out "waiting for every connection's last answer";
+            select(undef, undef, undef, 1) until $go || uptime() > $deadline;
+        }
+        out "holding the connection for $hold_ms ms";
         select(undef, undef, undef, $hold_ms / 1000);
     }
     if ($close eq 'quit') { $bye->(); close $s; return }
     if ($close eq 'rst') {
-        setsockopt($s, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) or print "SO_LINGER: $!\n";
-        print "resetting the connection (RST)\n";
+        setsockopt($s, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) or out "SO_LINGER: $!";
+        out "resetting the connection (RST)";
     } elsif ($close eq 'silent') {
         my $p = $local_port;
         system("nft add table inet faultline_silent 2>/dev/null; "
             . "nft add chain inet faultline_silent out '{ type filter hook output priority 0; }' 2>/dev/null; "
             . "nft add rule inet faultline_silent out tcp sport $p counter drop") == 0
-            or print "could not silence port $p\n";
-        print "going silent: every packet from port $p dropped from now on\n";
+            or out "could not silence port $p";
+        out "going silent: every packet from port $p dropped from now on";
     } else {
-        print "closing the connection (FIN) without a goodbye\n";
+        out "closing the connection (FIN) without a goodbye";
     }
     close $s;
 }
 
 if ($proto eq 'imap') {
     my $g = read_line();
-    unless (defined $g && $g =~ /^\* OK/) { print "no IMAP greeting\n"; finish(2) }
+    unless (defined $g && $g =~ /^\* OK/) { out "no IMAP greeting"; finish(2) }
     send_line("a1 LOGIN \"$user\" \"$pass\"", "a1 LOGIN \"$user\" ***");
     my $r = imap_response('a1');
-    unless (defined $r && $r =~ /^a1 OK/) { print "login refused\n"; finish(1) }
-    mark_ready($ready);
+    unless (defined $r && $r =~ /^a1 OK/) { out "login refused"; finish(1) }
+    mark('');
     my $n = 0;
     for my $c (@commands) {
         $n++;
@@ -202,15 +289,15 @@ if ($proto eq 'imap') {
     });
 } else {
     my $g = read_line();
-    unless (defined $g && $g =~ /^\+OK/) { print "no POP3 greeting\n"; finish(2) }
+    unless (defined $g && $g =~ /^\+OK/) { out "no POP3 greeting"; finish(2) }
     send_line("USER $user");
     my $r = pop3_response(0);
     if (defined $r && $r =~ /^\+OK/) {
         send_line("PASS $pass", "PASS ***");
         $r = pop3_response(0);
     }
-    unless (defined $r && $r =~ /^\+OK/) { print "login refused\n"; finish(1) }
-    mark_ready($ready);
+    unless (defined $r && $r =~ /^\+OK/) { out "login refused"; finish(1) }
+    mark('');
     my $n = 0;
     for my $c (@commands) {
         $n++;
