@@ -98,6 +98,8 @@ pub struct Case {
     pub faults: Vec<Fault>,
     pub evidence: EvidencePlan,
     pub checks: Vec<Check>,
+    /// Figures every arm reports (counts, latencies) without judging them.
+    pub measures: Vec<Measure>,
     pub arms: Vec<Arm>,
 }
 
@@ -206,6 +208,14 @@ pub enum StepKind {
     WaitForLog {
         file: String,
         pattern: Pattern,
+        #[serde(serialize_with = "duration::serialize")]
+        timeout: Duration,
+    },
+    /// Evidence taken at this point of the workload: `command`'s stdout (the step's output)
+    /// and a copy of every file matching `files` (shell globs in the last components).
+    Capture {
+        command: Option<String>,
+        files: Vec<String>,
         #[serde(serialize_with = "duration::serialize")]
         timeout: Duration,
     },
@@ -447,6 +457,35 @@ pub enum EvidenceSource {
     File { path: String },
 }
 
+/// A figure an arm reports: read from a step, never judged (checks judge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Measure {
+    pub name: String,
+    /// What it is, in words: "messages the second login opened".
+    pub what: String,
+    #[serde(flatten)]
+    pub source: MeasureSource,
+    /// Shown after the value ("messages", "s").
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MeasureSource {
+    /// The step's output, trimmed (its last line when it has several).
+    StepOutput { step: String },
+    /// The step's own duration (a mail session's last command; else start to end), seconds.
+    Duration { step: String },
+}
+
+impl MeasureSource {
+    pub fn step(&self) -> &str {
+        match self {
+            MeasureSource::StepOutput { step } | MeasureSource::Duration { step } => step,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     pub name: String,
@@ -499,12 +538,15 @@ pub enum CheckKind {
         /// The factor in thousandths (kept integral so the plan stays `Eq`).
         factor_milli: u64,
     },
-    /// How many frames on `segment` match.
+    /// How many frames on `segment` match (only those seen while step `during` ran, when
+    /// given: one session's disconnect among several sessions' ends).
     Frames {
         segment: String,
         #[serde(rename = "match")]
         matcher: Match,
         count: Count,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        during: Option<String>,
     },
 }
 

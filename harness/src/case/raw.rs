@@ -59,6 +59,8 @@ pub(super) struct RawCase {
     #[serde(default)]
     pub evidence: RawEvidence,
     pub checks: Named<RawCheck>,
+    #[serde(default)]
+    pub measures: Named<RawMeasure>,
     pub arms: Named<RawArm>,
 }
 
@@ -98,6 +100,7 @@ pub(super) struct RawStep {
     pub pop3: Option<S<RawSession>>,
     pub wait: Option<S<RawWait>>,
     pub wait_for_log: Option<S<RawWaitForLog>>,
+    pub capture: Option<S<RawCapture>>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +185,14 @@ pub(super) struct RawEndRef<'a> {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWait {
     pub duration: Str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapture {
+    pub command: Option<Str>,
+    pub files: Option<S<Vec<Str>>>,
+    pub timeout: Option<Str>,
 }
 
 #[derive(Deserialize)]
@@ -273,6 +284,7 @@ frame_match_table!(RawOnFrame {});
 frame_match_table!(RawFrames {
     count_at_least: Option<S<i64>>,
     count_equals: Option<S<i64>>,
+    during: Option<Str>,
 });
 
 // ---- faults --------------------------------------------------------------------------------
@@ -392,6 +404,17 @@ pub(super) struct RawEvidenceItem {
     pub command: Option<Str>,
     pub file: Option<Str>,
     pub timeout: Option<Str>,
+}
+
+// ---- measures ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMeasure {
+    pub what: Str,
+    pub step_output: Option<Str>,
+    pub duration: Option<Str>,
+    pub unit: Option<Str>,
 }
 
 // ---- checks --------------------------------------------------------------------------------

@@ -211,6 +211,12 @@ fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// What a capture path may hold: it is expanded by the guest's shell, unquoted, so that its
+/// globs work, and so may carry nothing else the shell would act on.
+fn glob_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "/._-+=,@%:~*?".contains(c)
+}
+
 fn is_unit_name(s: &str) -> bool {
     const KINDS: [&str; 5] = [".service", ".socket", ".timer", ".target", ".mount"];
     KINDS.iter().any(|k| s.len() > k.len() && s.ends_with(k))
@@ -578,15 +584,65 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
                     evidence: evidence.clone(),
                 }]
             }
-            CheckKind::Frames { segment, .. } => vec![Need::Trace {
+            CheckKind::Frames { segment, during, .. } => std::iter::once(Need::Trace {
                 segment: segment.clone(),
-            }],
+            })
+            .chain(during.iter().map(|s| Need::Step { step: s.clone() }))
+            .collect(),
         };
         checks.push(Check {
             name: name.get_ref().clone(),
             kind,
             requires: c.requires.iter().map(|r| r.get_ref().clone()).collect(),
             needs,
+        });
+    }
+
+    // ---- measures
+    let mut measures = Vec::new();
+    for (name, m) in &raw.measures.0 {
+        cx.name(name, "measure");
+        cx.line_text(&m.what, "what");
+        if let Some(u) = &m.unit {
+            cx.line_text(u, "unit");
+        }
+        let what = format!("measure `{}`", name.get_ref());
+        let source = match cx.one_of(
+            name.span(),
+            &what,
+            &[
+                ("step_output", m.step_output.as_ref().map(|s| s.span())),
+                ("duration", m.duration.as_ref().map(|s| s.span())),
+            ],
+        ) {
+            Some("step_output") => {
+                let s = m.step_output.as_ref().expect("given");
+                if step_names.refer(cx, s)
+                    && matches!(
+                        steps.iter().find(|x| x.name == *s.get_ref()).map(|x| &x.kind),
+                        Some(StepKind::Wait { .. })
+                    )
+                {
+                    cx.at(s, format!("step `{}` is a wait: it has no output", s.get_ref()));
+                }
+                MeasureSource::StepOutput {
+                    step: s.get_ref().clone(),
+                }
+            }
+            Some(_) => {
+                let s = m.duration.as_ref().expect("given");
+                step_names.refer(cx, s);
+                MeasureSource::Duration {
+                    step: s.get_ref().clone(),
+                }
+            }
+            None => MeasureSource::Duration { step: String::new() },
+        };
+        measures.push(Measure {
+            name: name.get_ref().clone(),
+            what: m.what.get_ref().clone(),
+            source,
+            unit: m.unit.as_ref().map(|u| u.get_ref().clone()),
         });
     }
 
@@ -827,6 +883,7 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
         faults,
         evidence,
         checks,
+        measures,
         arms,
     }
 }
@@ -845,9 +902,11 @@ fn build_step(cx: &mut Cx, s: &RawStep, guests: &Names) -> Step {
             ("pop3", s.pop3.as_ref().map(|v| v.span())),
             ("wait", s.wait.as_ref().map(|v| v.span())),
             ("wait_for_log", s.wait_for_log.as_ref().map(|v| v.span())),
+            ("capture", s.capture.as_ref().map(|v| v.span())),
         ],
     );
-    let waits = matches!(kind_name, Some("wait" | "wait_for_log"));
+    // Steps whose point in the workload is their whole meaning: the next starts after them.
+    let waits = matches!(kind_name, Some("wait" | "wait_for_log" | "capture"));
     match (&s.guest, kind_name) {
         (Some(g), Some("wait")) => cx.at(g, "a wait step runs in no guest: leave out `guest`"),
         (Some(g), _) => {
@@ -858,7 +917,13 @@ fn build_step(cx: &mut Cx, s: &RawStep, guests: &Names) -> Step {
     }
     if let (Some(b), true) = (&s.background, waits) {
         if *b.get_ref() {
-            cx.at(b, "a wait step cannot run in the background");
+            cx.at(
+                b,
+                format!(
+                    "a {} step cannot run in the background",
+                    kind_name.unwrap_or("wait")
+                ),
+            );
         }
     }
     let guest = s.guest.as_ref().map(|g| g.get_ref().clone());
@@ -923,6 +988,38 @@ fn build_step(cx: &mut Cx, s: &RawStep, guests: &Names) -> Step {
             let w = s.wait.as_ref().expect("given").get_ref();
             StepKind::Wait {
                 duration: cx.positive(Some(&w.duration), Duration::from_secs(1)),
+            }
+        }
+        Some("capture") => {
+            let c = s.capture.as_ref().expect("given");
+            let files = c.get_ref().files.as_ref();
+            if c.get_ref().command.is_none() && files.is_none_or(|f| f.get_ref().is_empty()) {
+                cx.at(c, "a capture step needs a `command`, some `files`, or both");
+            }
+            if let Some(cmd) = &c.get_ref().command {
+                cx.nonblank(cmd, "command");
+            }
+            for f in files.map(|f| f.get_ref().as_slice()).unwrap_or_default() {
+                cx.absolute(f, "file");
+                if let Some(bad) = f.get_ref().chars().find(|ch| !glob_path_char(*ch)) {
+                    cx.at(
+                        f,
+                        format!(
+                            "{:?} has {bad:?}: capture paths are letters, digits, / . _ - + = , @ % : ~ and the globs * ?",
+                            f.get_ref()
+                        ),
+                    );
+                }
+            }
+            if let Some(f) = files {
+                no_repeats(cx, f.get_ref(), "file");
+            }
+            StepKind::Capture {
+                command: c.get_ref().command.as_ref().map(|c| c.get_ref().clone()),
+                files: files
+                    .map(|f| f.get_ref().iter().map(|x| x.get_ref().clone()).collect())
+                    .unwrap_or_default(),
+                timeout: cx.positive(c.get_ref().timeout.as_ref(), DEFAULT_EVIDENCE_TIMEOUT),
             }
         }
         Some(_) => {
@@ -2062,10 +2159,14 @@ fn build_check_kind(
                 Some(_) => Count::Equals(count_of(cx, r.count_equals.as_ref().expect("given"))),
                 None => Count::AtLeast(1),
             };
+            if let Some(d) = &r.during {
+                ctx.steps.refer(cx, d);
+            }
             CheckKind::Frames {
                 segment: r.segment.get_ref().clone(),
                 matcher,
                 count,
+                during: r.during.as_ref().map(|d| d.get_ref().clone()),
             }
         }
         None => placeholder,

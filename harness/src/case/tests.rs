@@ -397,7 +397,7 @@ guest_nft = { guest = "filer", ruleset = "table inet cut {\n chain in { type fil
 fn shape_errors_name_file_line_and_column() {
     assert_eq!(
         full_err("name = \"t\"\nsummary = \"s\"\n  colour = \"red\"\n"),
-        "t.toml:3:3: unknown field `colour`, expected one of `name`, `summary`, `guests`, `segments`, `disks`, `steps`, `faults`, `evidence`, `checks`, `arms`"
+        "t.toml:3:3: unknown field `colour`, expected one of `name`, `summary`, `guests`, `segments`, `disks`, `steps`, `faults`, `evidence`, `checks`, `measures`, `arms`"
     );
     table(&[
         (
@@ -491,6 +491,46 @@ fn the_case_its_guests_and_segments() {
 }
 
 #[test]
+fn measures() {
+    table(&[
+        (
+            "[measures.m]\nwhat = \"x\"\n",
+            "t.toml:11:11: measure `m` needs one of step_output, duration",
+        ),
+        (
+            "[measures.m]\nwhat = \"x\"\nstep_output = \"a\"\nduration = \"a\"\n",
+            "t.toml:14:12: measure `m` takes one of step_output, duration, not both `step_output` and `duration`",
+        ),
+        (
+            "[measures.m]\nwhat = \"x\"\nduration = \"zz\"\n",
+            "t.toml:13:12: unknown step `zz` (this case has a)",
+        ),
+        (
+            "[measures.m]\nwhat = \" \"\nduration = \"a\"\n",
+            "t.toml:12:8: what is empty",
+        ),
+        (
+            "[measures.M]\nwhat = \"x\"\nduration = \"a\"\n",
+            "t.toml:11:11: measure name \"M\" must be lower-case letters, digits, '-' and '_', starting with a letter or digit",
+        ),
+        (
+            "[[steps]]\nname = \"w\"\nwait = { duration = \"1s\" }\n[measures.m]\nwhat = \"x\"\nstep_output = \"w\"\n",
+            "t.toml:16:15: step `w` is a wait: it has no output",
+        ),
+    ]);
+    let c = ok("[measures.opened]\nwhat = \"messages opened\"\nstep_output = \"a\"\nunit = \"messages\"\n");
+    assert_eq!(
+        c.measures,
+        vec![Measure {
+            name: "opened".into(),
+            what: "messages opened".into(),
+            source: MeasureSource::StepOutput { step: "a".into() },
+            unit: Some("messages".into()),
+        }]
+    );
+}
+
+#[test]
 fn steps() {
     table(&[
         (
@@ -499,11 +539,11 @@ fn steps() {
         ),
         (
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\n",
-            "t.toml:12:8: step `b` needs one of exec, lock_probe, imap, pop3, wait, wait_for_log",
+            "t.toml:12:8: step `b` needs one of exec, lock_probe, imap, pop3, wait, wait_for_log, capture",
         ),
         (
             "[[steps]]\nname = \"b\"\nwait = { duration = \"1s\" }\nexec = { command = \"x\" }\n",
-            "t.toml:14:8: step `b` takes one of exec, lock_probe, imap, pop3, wait, wait_for_log, not both `wait` and `exec`",
+            "t.toml:14:8: step `b` takes one of exec, lock_probe, imap, pop3, wait, wait_for_log, capture, not both `wait` and `exec`",
         ),
         (
             "[[steps]]\nname = \"b\"\nexec = { command = \"x\" }\n",
@@ -573,7 +613,36 @@ fn steps() {
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\nwait_for_log = { file = \"x\", pattern = \"a\" }\n",
             "t.toml:14:25: file \"x\" must be an absolute path",
         ),
+        (
+            "[[steps]]\nname = \"b\"\nguest = \"imap1\"\ncapture = { timeout = \"5s\" }\n",
+            "t.toml:14:11: a capture step needs a `command`, some `files`, or both",
+        ),
+        (
+            "[[steps]]\nname = \"b\"\nguest = \"imap1\"\ncapture = { files = [\"/srv/mail/a b/x*\"] }\n",
+            "t.toml:14:22: \"/srv/mail/a b/x*\" has ' ': capture paths are letters, digits, / . _ - + = , @ % : ~ and the globs * ?",
+        ),
+        (
+            "[[steps]]\nname = \"b\"\nguest = \"imap1\"\ncapture = { files = [\"/x/$(reboot)\"] }\n",
+            "t.toml:14:22: \"/x/$(reboot)\" has '$': capture paths are letters, digits, / . _ - + = , @ % : ~ and the globs * ?",
+        ),
+        (
+            "[[steps]]\nname = \"b\"\nguest = \"imap1\"\ncapture = { files = [\"x*\"] }\n",
+            "t.toml:14:22: file \"x*\" must be an absolute path",
+        ),
+        (
+            "[[steps]]\nname = \"b\"\nguest = \"imap1\"\nbackground = true\ncapture = { command = \"ls\" }\n",
+            "t.toml:14:14: a capture step cannot run in the background",
+        ),
     ]);
+    let c = ok("[[steps]]\nname = \"c\"\nguest = \"imap1\"\ncapture = { command = \"doveadm dump /m\", files = [\"/m/dovecot.index*\", \"/m/dovecot-uidlist\"] }\n");
+    assert_eq!(
+        c.step("c").unwrap().kind,
+        StepKind::Capture {
+            command: Some("doveadm dump /m".into()),
+            files: vec!["/m/dovecot.index*".into(), "/m/dovecot-uidlist".into()],
+            timeout: Duration::from_secs(30),
+        }
+    );
     let c = ok("[[steps]]\nname = \"b\"\nguest = \"imap1\"\nbackground = true\n[steps.pop3]\nserver = \"filer\"\nuser = \"u\"\npassword = \"p\"\nclose = \"fin\"\n[[steps]]\nname = \"w\"\nwait = { duration = \"250ms\" }\n");
     assert_eq!(
         c.step("b").unwrap(),

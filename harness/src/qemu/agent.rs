@@ -14,6 +14,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
+/// The most the harness reads of one guest file ([`Agent::read_file`]).
+pub const READ_MAX: usize = 256 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("guest agent socket: {0}")]
@@ -240,7 +243,7 @@ impl Agent {
         .map(|_| ())
     }
 
-    /// Read a whole file from the guest.
+    /// Read a whole file from the guest (at most [`READ_MAX`] bytes, else an error).
     pub async fn read_file(&mut self, path: &str, limit: Duration) -> Result<Vec<u8>, AgentError> {
         let h = self
             .execute("guest-file-open", json!({"path": path, "mode": "r"}), limit)
@@ -264,6 +267,13 @@ impl Agent {
                             .decode(b)
                             .map_err(|e| AgentError::Protocol(e.to_string()))?,
                     );
+                }
+                // The guest decides what the path holds (a log that never ends, /dev/zero).
+                if data.len() > READ_MAX {
+                    return Err(AgentError::Protocol(format!(
+                        "{path} is longer than the {} MiB the harness reads of a guest file",
+                        READ_MAX >> 20
+                    )));
                 }
                 if r["eof"].as_bool() != Some(false) {
                     return Ok(());

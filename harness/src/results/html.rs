@@ -171,6 +171,7 @@ fn arm_section(out: &mut String, arm: &ArmRecord, anchor: &str, history: &[Event
         ));
     }
     checks_table(out, arm);
+    measures_table(out, arm);
     faults_table(out, arm);
     out.push_str("<h3>Timeline</h3>\n");
     if history.is_empty() && arm.faults.iter().all(|f| f.started_s.is_none()) {
@@ -244,6 +245,35 @@ fn checks_table(out: &mut String, arm: &ArmRecord) {
         out.push_str(&format!(
             "<tr><td>{}{expected_tag}</td><td>—</td><td class=\"muted\">not evaluated</td></tr>\n",
             esc(name)
+        ));
+    }
+    out.push_str("</table>\n");
+}
+
+/// The case's figures for this arm; nothing when the case asks for none.
+fn measures_table(out: &mut String, arm: &ArmRecord) {
+    if arm.measures.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h3>Measures</h3>\n<table>\n<tr><th>Measure</th><th>Value</th><th>What</th><th>From</th></tr>\n",
+    );
+    for m in &arm.measures {
+        let value = match (&m.value, &m.unit) {
+            (Some(v), Some(u)) => format!("{} {}", esc(v), esc(u)),
+            (Some(v), None) => esc(v),
+            (None, _) => "—".into(),
+        };
+        let problem = m
+            .problem
+            .as_deref()
+            .map(|p| format!(" <span class=\"no\">({})</span>", esc(p)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{value}</td><td>{}{problem}</td><td class=\"muted\">{}</td></tr>\n",
+            esc(&m.name),
+            esc(&m.what),
+            esc(&m.source),
         ));
     }
     out.push_str("</table>\n");

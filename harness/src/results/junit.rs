@@ -198,7 +198,7 @@ pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::results::{CheckRecord, FaultRecord};
+    use crate::results::{CheckRecord, FaultRecord, MeasureRecord};
 
     fn check(name: &str, verdict: Verdict, explanation: Option<&str>) -> CheckRecord {
         CheckRecord {
@@ -231,6 +231,26 @@ pub(super) mod tests {
                 check("locked", Verdict::Pass, None),
                 check("released", Verdict::Pass, None),
             ],
+            measures: vec![
+                MeasureRecord {
+                    name: "opened".into(),
+                    what: "messages the second login opened".into(),
+                    value: Some("0".into()),
+                    number: Some(0.0),
+                    unit: Some("messages".into()),
+                    source: "step `opened-second` on imap1 (t=35.9–36.5 s)".into(),
+                    problem: None,
+                },
+                MeasureRecord {
+                    name: "stat".into(),
+                    what: "the second STAT's latency <ms>".into(),
+                    value: None,
+                    number: None,
+                    unit: Some("s".into()),
+                    source: "step `second` on client".into(),
+                    problem: Some("the step was skipped in this arm & so <none>".into()),
+                },
+            ],
             faults: vec![],
             dir: "nfs-lock/baseline".into(),
             rerun: "faultline run --case nfs-lock --arm baseline".into(),
@@ -261,6 +281,7 @@ pub(super) mod tests {
                 check("prompt", Verdict::Pass, None),
                 check("later", Verdict::Unknown, Some("not judged: it requires mounted")),
             ],
+            measures: vec![],
             faults: vec![
                 FaultRecord {
                     name: "grant-lost".into(),
@@ -296,6 +317,7 @@ pub(super) mod tests {
             workload_s: 0.5,
             skipped_checks: Vec::new(),
             checks: vec![check("notified", Verdict::Error, Some("agent gone"))],
+            measures: vec![],
             faults: vec![],
             dir: "imap-idle/partition".into(),
             rerun: "faultline run --case imap-idle --arm partition".into(),

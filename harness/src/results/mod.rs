@@ -63,6 +63,9 @@ pub struct ArmRecord {
     /// Workload start to workload end (every step finished, faults healed).
     pub workload_s: f64,
     pub checks: Vec<CheckRecord>,
+    /// The case's measures as this arm saw them.
+    #[serde(default)]
+    pub measures: Vec<MeasureRecord>,
     /// Checks the arm does not apply (`skip_checks`): not judged.
     #[serde(default)]
     pub skipped_checks: Vec<String>,
@@ -86,6 +89,23 @@ pub struct CheckRecord {
 
 fn yes() -> bool {
     true
+}
+
+/// One figure of an arm (a case's `[measures]`): reported, not judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureRecord {
+    pub name: String,
+    /// What it is, in words.
+    pub what: String,
+    /// As read (a step's last output line, or a duration in seconds); `None` when missing.
+    pub value: Option<String>,
+    /// The value as a number, when it is one.
+    pub number: Option<f64>,
+    pub unit: Option<String>,
+    /// Where it was read: the step and its times.
+    pub source: String,
+    /// Why it is missing or may not mean what it says (the step failed).
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

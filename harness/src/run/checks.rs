@@ -183,6 +183,7 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
             segment,
             matcher,
             count,
+            during,
         } => match traces.get(segment) {
             None => CheckResult::unknown(name, format!("no trace of segment {segment} was taken")),
             Some(Err(why)) => CheckResult::unknown(
@@ -193,21 +194,68 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                 ),
             ),
             Some(Ok(frames)) => {
-                let hits = trace::matching(frames, matcher);
+                // Only the frames seen while the step ran, when the check says so.
+                let (window, while_) = match during {
+                    None => (None, String::new()),
+                    Some(s) => {
+                        let rec = match ran(name, step(s)) {
+                            Err(r) => return r,
+                            Ok(rec) => rec,
+                        };
+                        let (Some(from), Some(to), Some(t0)) = (rec.started_s, rec.ended_s, obs.start_unix)
+                        else {
+                            return CheckResult::unknown(
+                                name,
+                                format!("{} has no start and end to take frames between", rec.describe()),
+                            );
+                        };
+                        (
+                            Some((t0 + from, t0 + to)),
+                            format!(" while {} ran", rec.describe()),
+                        )
+                    }
+                };
+                let considered: Vec<&TraceFrame> = frames
+                    .iter()
+                    .filter(|f| {
+                        window.is_none_or(|(a, b)| {
+                            let t = f.timestamp_ns as f64 / 1e9;
+                            t >= a && t <= b
+                        })
+                    })
+                    .collect();
+                let hits: Vec<u64> = considered
+                    .iter()
+                    .filter(|f| f.matches(matcher))
+                    .map(|f| f.number)
+                    .collect();
                 let n = hits.len() as u64;
                 let (ok, want) = match count {
                     Count::AtLeast(k) => (n >= *k, format!("at least {k}")),
                     Count::Equals(k) => (n == *k, format!("exactly {k}")),
                 };
                 let file = format!("wire/{segment}.pcapng");
-                if ok {
-                    CheckResult::pass(name)
+                if ok && hits.is_empty() {
+                    let said = format!(
+                        "none of the {} frames in {file}{while_} matches {}, as expected",
+                        considered.len(),
+                        describe_match(matcher)
+                    );
+                    CheckResult::new(name, Verdict::Pass, Some(said)).expect("one line")
+                } else if ok {
+                    // Where to look in the trace, for a reader who wants to see it.
+                    let said = format!(
+                        "{n} frame(s) in {file}{while_} match {}: frames {}",
+                        describe_match(matcher),
+                        trace::list_frames(&hits)
+                    );
+                    CheckResult::new(name, Verdict::Pass, Some(said)).expect("one line")
                 } else if hits.is_empty() {
                     CheckResult::fail(
                         name,
                         format!(
-                            "none of the {} frames in {file} matches {}; expected {want}",
-                            frames.len(),
+                            "none of the {} frames in {file}{while_} matches {}; expected {want}",
+                            considered.len(),
                             describe_match(matcher)
                         ),
                     )
@@ -215,7 +263,7 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                     CheckResult::fail(
                         name,
                         format!(
-                            "{n} frames in {file} match {} (frames {}); expected {want}",
+                            "{n} frames in {file}{while_} match {} (frames {}); expected {want}",
                             describe_match(matcher),
                             trace::list_frames(&hits)
                         ),
@@ -344,13 +392,27 @@ pub fn describe_match(m: &Match) -> String {
         ("dst", m.dst_ip.map(|a| a.to_string())),
         ("src port", m.src_port.map(|p| p.to_string())),
         ("dst port", m.dst_port.map(|p| p.to_string())),
-        ("tcp flags", m.tcp_flags.map(|f| format!("{f:#04x}"))),
+        ("tcp flags", m.tcp_flags.map(tcp_flag_names)),
     ] {
         if let Some(v) = v {
             parts.push(format!("{k} {v}"));
         }
     }
     parts.join(" ")
+}
+
+/// "fin|ack" for 0x11: the names a case file writes them with.
+fn tcp_flag_names(bits: u8) -> String {
+    const NAMES: [&str; 8] = ["fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"];
+    let names: Vec<&str> = (0..8)
+        .filter(|i| bits & (1 << i) != 0)
+        .map(|i| NAMES[i])
+        .collect();
+    if names.is_empty() {
+        format!("{bits:#04x}")
+    } else {
+        names.join("|")
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,12 @@ impl History {
         now
     }
 
+    /// Unix time of the workload's start (t = 0), once it has started: lines up `t` with
+    /// pcapng timestamps.
+    pub fn start_unix(&self) -> Option<f64> {
+        self.lock().t0.map(|(_, u)| u)
+    }
+
     /// Seconds since the workload started (0 before it has).
     pub fn t(&self) -> f64 {
         self.lock()

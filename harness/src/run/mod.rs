@@ -13,6 +13,7 @@
 pub mod checks;
 pub mod guests;
 pub mod history;
+pub mod measures;
 pub mod record;
 pub mod trace;
 pub mod workload;
@@ -169,6 +170,7 @@ pub async fn run_arm(
             switch,
             accel: env.accel,
             history: &history,
+            dir: &dir,
         };
         let mut observed = Observed::default();
         capture(&ctx, &dir, "before", &case.evidence.before, &mut observed).await;
@@ -182,6 +184,7 @@ pub async fn run_arm(
         capture(&ctx, &dir, "after", &case.evidence.after, &mut observed).await;
         guest_logs(&ctx, &dir).await;
         observed.steps = outcome.steps;
+        observed.start_unix = history.start_unix();
         (observed, outcome.faults, outcome.duration)
     };
     record.workload_s = workload.as_secs_f64();
@@ -239,6 +242,7 @@ pub async fn run_arm(
             ..check_record(r)
         })
         .collect();
+    record.measures = measures::take(case, &observed);
     record.skipped_checks = arm.skip_checks.clone();
     record.faults = proofs
         .iter()
@@ -286,6 +290,7 @@ pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
         lab_ready_s: 0.0,
         workload_s: 0.0,
         checks: Vec::new(),
+        measures: Vec::new(),
         faults: Vec::new(),
         dir: format!("{}/{}", case.name, arm.name),
         rerun,

@@ -33,6 +33,9 @@ pub struct StepRecord {
     /// The step's own measure where it has one (a lock probe: asking to having), else
     /// `ended_s - started_s`.
     pub duration_s: Option<f64>,
+    /// Files a capture step copied out of its guest, relative to the arm's folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 impl StepRecord {
@@ -48,6 +51,7 @@ impl StepRecord {
             output: String::new(),
             stderr: String::new(),
             duration_s: None,
+            files: Vec::new(),
         }
     }
 
@@ -88,6 +92,8 @@ pub struct EvidenceRecord {
 pub struct Observed {
     pub steps: BTreeMap<String, StepRecord>,
     pub evidence: BTreeMap<String, EvidenceRecord>,
+    /// Unix time of t = 0 (the workload's start): where step times meet frame timestamps.
+    pub start_unix: Option<f64>,
 }
 
 /// One line, at most `max` characters, for a sentence.

@@ -37,6 +37,8 @@ pub struct Ctx<'a> {
     pub switch: &'a Switch,
     pub accel: Accel,
     pub history: &'a History,
+    /// The arm's results folder (capture steps write under `evidence/`).
+    pub dir: &'a std::path::Path,
 }
 
 /// What happened to one fault of the arm.
@@ -345,7 +347,7 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
                 stop_on_log,
             }
         }
-        StepKind::Wait { .. } | StepKind::WaitForLog { .. } => return None,
+        StepKind::Wait { .. } | StepKind::WaitForLog { .. } | StepKind::Capture { .. } => return None,
     })
 }
 
@@ -415,6 +417,61 @@ async fn run_steps(ctx: &Ctx<'_>, st: &State) {
                     ),
                 };
                 finish(ctx, st, step, t, outcome, None, out, String::new(), None);
+            }
+            StepKind::Capture {
+                command,
+                files,
+                timeout,
+            } => {
+                let g = guest.unwrap_or_default();
+                let detail = match command {
+                    Some(c) => snippet(c, 200),
+                    None => format!("copy {}", files.join(" ")),
+                };
+                let t = begin(ctx, st, step, detail);
+                let limit = ctx.accel.scale(*timeout);
+                let (mut outcome, code, out, err) = match command {
+                    None => (StepOutcome::Ok, None, String::new(), String::new()),
+                    Some(c) => match ctx.guests.exec(g, c, limit).await {
+                        Ok(o) if o.ok() => (StepOutcome::Ok, Some(o.exit_code), o.stdout, o.stderr),
+                        Ok(o) => (
+                            StepOutcome::Failed(format!("exited {}{}", o.exit_code, last_words(&o))),
+                            Some(o.exit_code),
+                            o.stdout,
+                            o.stderr,
+                        ),
+                        Err(AgentError::ExecTimeout { limit, .. }) => (
+                            StepOutcome::Failed(format!(
+                                "still running after {:.0} s, killed",
+                                limit.as_secs_f64()
+                            )),
+                            None,
+                            String::new(),
+                            String::new(),
+                        ),
+                        Err(e) => (
+                            StepOutcome::Error(e.to_string()),
+                            None,
+                            String::new(),
+                            String::new(),
+                        ),
+                    },
+                };
+                let (mut copied, problems) = copy_files(ctx, g, &step.name, files, limit).await;
+                if command.is_some() {
+                    // The command's output is evidence too (a `doveadm dump` of 2,000 records
+                    // is read in a file, not in steps.json).
+                    let rel = format!("evidence/steps/{}/command.out", step.name);
+                    let _ = std::fs::create_dir_all(ctx.dir.join(format!("evidence/steps/{}", step.name)));
+                    if std::fs::write(ctx.dir.join(&rel), &out).is_ok() {
+                        copied.insert(0, rel);
+                    }
+                }
+                if !problems.is_empty() && outcome == StepOutcome::Ok {
+                    outcome = StepOutcome::Failed(snippet(&problems.join("; "), 300));
+                }
+                st.update(&step.name, |r| r.files = copied);
+                finish(ctx, st, step, t, outcome, code, out, err, None);
             }
             _ => {
                 let Some(prep) = prepare(ctx, step) else { continue };
@@ -658,9 +715,80 @@ fn complete(
     finish(ctx, st, step, started, outcome, code, out, err, duration);
 }
 
+/// The most bytes a capture step copies of one guest file: the guest controls what is there.
+const CAPTURE_MAX: u64 = 64 << 20;
+
+/// Copy every regular file matching `patterns` out of the guest into
+/// `evidence/steps/<step>/<file name>`; returns the copies (relative to the arm's folder) and what
+/// could not be copied. A pattern matching nothing is not a problem: "no index yet" is state.
+async fn copy_files(
+    ctx: &Ctx<'_>,
+    guest: &str,
+    step: &str,
+    patterns: &[String],
+    limit: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let (mut copied, mut problems) = (Vec::new(), Vec::new());
+    if patterns.is_empty() {
+        return (copied, problems);
+    }
+    // The patterns are checked to hold no shell syntax but globs (case::resolve), so they go
+    // unquoted for the shell to expand. Sizes first: a huge file is refused, not read.
+    let script = format!(
+        "for f in {}; do [ -f \"$f\" ] && printf '%s %s\\n' \"$(stat -c %s -- \"$f\")\" \"$f\"; done; true",
+        patterns.join(" ")
+    );
+    let listing = match ctx.guests.exec(guest, &script, limit).await {
+        Ok(o) => o.stdout,
+        Err(e) => {
+            problems.push(format!("listing {}: {e}", patterns.join(" ")));
+            return (copied, problems);
+        }
+    };
+    let rel_dir = format!("evidence/steps/{step}");
+    let _ = std::fs::create_dir_all(ctx.dir.join(&rel_dir));
+    for line in listing.lines() {
+        let Some((size, path)) = line.split_once(' ') else {
+            continue;
+        };
+        let base = std::path::Path::new(path)
+            .file_name()
+            .map(|b| b.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if base.is_empty() || copied.iter().any(|c: &String| c.ends_with(&format!("/{base}"))) {
+            problems.push(format!("{path}: a second file named {base:?}"));
+            continue;
+        }
+        if size.parse::<u64>().map_or(true, |n| n > CAPTURE_MAX) {
+            problems.push(format!(
+                "{path}: {size} bytes, more than the {} MiB a capture copies",
+                CAPTURE_MAX >> 20
+            ));
+            continue;
+        }
+        match ctx.guests.read_file(guest, path).await {
+            Ok(bytes) => {
+                let rel = format!("{rel_dir}/{base}");
+                match std::fs::write(ctx.dir.join(&rel), &bytes) {
+                    Ok(()) => copied.push(rel),
+                    Err(e) => problems.push(format!("writing {rel}: {e}")),
+                }
+            }
+            Err(e) => problems.push(format!("{path}: {e}")),
+        }
+    }
+    (copied, problems)
+}
+
 /// ": <last line of stderr, else stdout>" for a failure sentence.
 fn last_words(o: &ExecOutput) -> String {
-    let pick = |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string);
+    // A mail session's own summary lines ("faultline-duration …") say nothing of why.
+    let pick = |s: &str| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("faultline-"))
+            .map(str::to_string)
+    };
     match pick(&o.stderr).or_else(|| pick(&o.stdout)) {
         Some(l) => format!(": {}", snippet(&l, 200)),
         None => String::new(),

@@ -225,3 +225,50 @@ fn faster_gives_the_ratio_pass_or_fail() {
         "{r:?}"
     );
 }
+
+#[test]
+fn frames_during_a_step_count_only_its_window() {
+    let case = case::parse(
+        Path::new("t.toml"),
+        "name = \"t\"\nsummary = \"s\"\n[guests.filer]\nimage = \"filer\"\n[guests.imap2]\nimage = \"frontend\"\n[[steps]]\nname = \"first\"\nguest = \"imap2\"\nexec = { command = \"true\" }\n[[steps]]\nname = \"second\"\nguest = \"imap2\"\nexec = { command = \"true\" }\n[checks.granted-in-first]\nframes = { segment = \"lan\", from = \"filer\", rpc_procedure = \"NLM4_GRANTED_MSG\", during = \"first\", count_at_least = 1 }\n[arms.a]\nexpect = \"pass\"\n",
+    )
+    .unwrap();
+    let t0 = 1_800_000_000.0;
+    let at = |n: u64, t: f64| TraceFrame {
+        timestamp_ns: ((t0 + t) * 1e9) as u64,
+        ..granted(n)
+    };
+    let mut obs = Observed {
+        start_unix: Some(t0),
+        ..Observed::default()
+    };
+    obs.steps.insert(
+        "first".into(),
+        step("first", "imap2", (1.0, 2.0), StepOutcome::Ok, ""),
+    );
+    obs.steps.insert(
+        "second".into(),
+        step("second", "imap2", (3.0, 4.0), StepOutcome::Ok, ""),
+    );
+    let mut traces = Traces::new();
+    traces.insert("lan".into(), Ok(vec![at(7, 1.5), at(9, 3.5)]));
+    let r = &judge(&case, &obs, &traces)[0];
+    assert_eq!(r.verdict(), Verdict::Pass, "{r:?}");
+    assert_eq!(
+        r.explanation().unwrap(),
+        "1 frame(s) in wire/lan.pcapng while step `first` on imap2 (t=1.0–2.0 s) ran match NLM4_GRANTED_MSG message from filer: frames 7"
+    );
+    // The only grant came during the second step: none while the first ran.
+    traces.insert("lan".into(), Ok(vec![at(9, 3.5)]));
+    let r = &judge(&case, &obs, &traces)[0];
+    assert_eq!(r.verdict(), Verdict::Fail, "{r:?}");
+    assert!(
+        r.explanation()
+            .unwrap()
+            .starts_with("none of the 0 frames in wire/lan.pcapng while step `first`"),
+        "{r:?}"
+    );
+    // Without the workload's start time there is no window to count in.
+    obs.start_unix = None;
+    assert_eq!(judge(&case, &obs, &traces)[0].verdict(), Verdict::Unknown);
+}
