@@ -341,7 +341,9 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
             Prepared {
                 script,
                 ready_file: Some(ready),
-                limit: timeout + s.hold.unwrap_or_default() + margin,
+                // The client's own last resort (its parent kills straggling connections 20 s
+                // past the session's deadline) comes before the harness's.
+                limit: timeout + s.hold.unwrap_or_default() + Duration::from_secs(20) + margin,
                 expect_exit: 0,
                 kind: ProcKind::Mail,
                 stop_on_log,

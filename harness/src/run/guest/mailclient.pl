@@ -105,7 +105,7 @@ if ($connections > 1) {
                 # The last answer is in everywhere: release the children's hold together.
                 kill 'USR1', keys %pid if $m eq $names[-1];
             }
-            if (!$killed && uptime() > $deadline + 10) { kill 'KILL', keys %pid; out "connections timed out"; $killed = 1 }
+            if (!$killed && uptime() > $deadline + 20) { kill 'KILL', keys %pid; out "connections timed out"; $killed = 1 }
         }
         my %n;
         $n{$_}++ for values %code;
@@ -246,12 +246,18 @@ sub end_session {
     if ($hold_ms) {
         if ($marks_w) {
             # Several connections hold together: from the moment the last one is answered.
+            # A connection that never gets there (its login lost in a full listen queue) must
+            # not keep the others from ending in time: at the session's own timeout the hold
+            # starts anyway, and the straggler times out alone.
             out "waiting for every connection's last answer";
-            select(undef, undef, undef, 1) until $go || uptime() > $deadline;
+            select(undef, undef, undef, 1) until $go || uptime() > $deadline - $hold_ms / 1000;
+            out "not every connection was answered: holding anyway" unless $go;
         }
         out "holding the connection for $hold_ms ms";
         select(undef, undef, undef, $hold_ms / 1000);
     }
+    # The goodbye gets time of its own, whenever the hold ended.
+    $deadline = uptime() + 10 if $deadline < uptime() + 10;
     if ($close eq 'quit') { $bye->(); close $s; return }
     if ($close eq 'rst') {
         setsockopt($s, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) or out "SO_LINGER: $!";
