@@ -434,30 +434,7 @@ async fn run_steps(ctx: &Ctx<'_>, st: &State) {
                 let limit = ctx.accel.scale(*timeout);
                 let (mut outcome, code, out, err) = match command {
                     None => (StepOutcome::Ok, None, String::new(), String::new()),
-                    Some(c) => match ctx.guests.exec(g, c, limit).await {
-                        Ok(o) if o.ok() => (StepOutcome::Ok, Some(o.exit_code), o.stdout, o.stderr),
-                        Ok(o) => (
-                            StepOutcome::Failed(format!("exited {}{}", o.exit_code, last_words(&o))),
-                            Some(o.exit_code),
-                            o.stdout,
-                            o.stderr,
-                        ),
-                        Err(AgentError::ExecTimeout { limit, .. }) => (
-                            StepOutcome::Failed(format!(
-                                "still running after {:.0} s, killed",
-                                limit.as_secs_f64()
-                            )),
-                            None,
-                            String::new(),
-                            String::new(),
-                        ),
-                        Err(e) => (
-                            StepOutcome::Error(e.to_string()),
-                            None,
-                            String::new(),
-                            String::new(),
-                        ),
-                    },
+                    Some(c) => outcome_of(ctx.guests.exec(g, c, limit).await, 0, ProcKind::Exec),
                 };
                 let (mut copied, problems) = copy_files(ctx, g, &step.name, files, limit).await;
                 if command.is_some() {
@@ -673,36 +650,7 @@ fn complete(
     prep: &Prepared,
     result: Result<ExecOutput, AgentError>,
 ) {
-    let (outcome, code, out, err) = match result {
-        Err(AgentError::ExecTimeout { limit, .. }) => (
-            StepOutcome::Failed(format!(
-                "still running after {:.0} s, killed",
-                limit.as_secs_f64()
-            )),
-            None,
-            String::new(),
-            String::new(),
-        ),
-        Err(e) => (
-            StepOutcome::Error(e.to_string()),
-            None,
-            String::new(),
-            String::new(),
-        ),
-        Ok(o) => {
-            let outcome = if o.exit_code == prep.expect_exit {
-                StepOutcome::Ok
-            } else {
-                let said = last_words(&o);
-                StepOutcome::Failed(match prep.kind {
-                    ProcKind::Exec => format!("exited {} (expected {}){said}", o.exit_code, prep.expect_exit),
-                    ProcKind::LockProbe => format!("the lock probe exited {}{said}", o.exit_code),
-                    ProcKind::Mail => format!("the session exited {}{said}", o.exit_code),
-                })
-            };
-            (outcome, Some(o.exit_code), o.stdout, o.stderr)
-        }
-    };
+    let (outcome, code, out, err) = outcome_of(result, prep.expect_exit, prep.kind);
     let duration = match prep.kind {
         ProcKind::LockProbe | ProcKind::Mail => out
             .lines()
@@ -780,6 +728,44 @@ async fn copy_files(
         }
     }
     (copied, problems)
+}
+
+/// A guest process's end as a step's outcome, exit code, stdout and stderr.
+fn outcome_of(
+    result: Result<ExecOutput, AgentError>,
+    expect_exit: i64,
+    kind: ProcKind,
+) -> (StepOutcome, Option<i64>, String, String) {
+    match result {
+        Err(AgentError::ExecTimeout { limit, .. }) => (
+            StepOutcome::Failed(format!(
+                "still running after {:.0} s, killed",
+                limit.as_secs_f64()
+            )),
+            None,
+            String::new(),
+            String::new(),
+        ),
+        Err(e) => (
+            StepOutcome::Error(e.to_string()),
+            None,
+            String::new(),
+            String::new(),
+        ),
+        Ok(o) => {
+            let outcome = if o.exit_code == expect_exit {
+                StepOutcome::Ok
+            } else {
+                let said = last_words(&o);
+                StepOutcome::Failed(match kind {
+                    ProcKind::Exec => format!("exited {} (expected {}){said}", o.exit_code, expect_exit),
+                    ProcKind::LockProbe => format!("the lock probe exited {}{said}", o.exit_code),
+                    ProcKind::Mail => format!("the session exited {}{said}", o.exit_code),
+                })
+            };
+            (outcome, Some(o.exit_code), o.stdout, o.stderr)
+        }
+    }
 }
 
 /// ": <last line of stderr, else stdout>" for a failure sentence.
