@@ -294,10 +294,11 @@ fn free_port() -> std::io::Result<u16> {
 async fn switch_rate(work: &Path) -> std::io::Result<(f64, f64)> {
     let dir = work.join("switch");
     std::fs::create_dir_all(&dir)?;
+    let sockets = crate::sockets::private_dir()?;
     let sw = Switch::start(SegmentConfig {
         name: "bench".into(),
         ports: vec!["a".into(), "b".into()],
-        socket_dir: dir.clone(),
+        socket_dir: sockets.path().to_path_buf(),
         pcap: dir.join("bench.pcapng"),
     })
     .await?;

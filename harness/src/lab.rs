@@ -6,7 +6,7 @@
 //! the segment's pcapng and returns the switch's final counts.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -49,9 +49,17 @@ pub struct Lab {
     pub timings: Vec<StartTiming>,
     /// `faultline run` start (or whoever created the lab) to every guest ready.
     pub ready_s: f64,
+    /// The switch's port sockets (and a kept lab's shell socket): short paths, see
+    /// [`crate::sockets`]. Declared last: it goes after the guests and the switch.
+    sockets: tempfile::TempDir,
 }
 
 impl Lab {
+    /// A private folder with a short path for sockets that serve this lab (`faultline shell`).
+    pub fn socket_dir(&self) -> &Path {
+        self.sockets.path()
+    }
+
     /// Make sure each image has a saved state, start the switch, restore every guest on it,
     /// and rename each one. `say` gets progress lines.
     pub async fn start(spec: LabSpec, say: &mut dyn FnMut(&str)) -> Result<Lab, VmError> {
@@ -194,13 +202,15 @@ async fn boot(
 ) -> Result<Lab, VmError> {
     let wire = spec.dir.join("wire");
     std::fs::create_dir_all(&wire).map_err(|e| lab_err(format!("creating {}: {e}", wire.display())))?;
-    // Sockets carry the lab's traffic: only we may connect to them.
+    // The trace holds the lab's traffic: only we may read it.
     std::fs::set_permissions(&wire, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| lab_err(format!("securing {}: {e}", wire.display())))?;
+    let sockets =
+        crate::sockets::private_dir().map_err(|e| lab_err(format!("creating a socket folder: {e}")))?;
     let switch = Switch::start(SegmentConfig {
         name: spec.segment.clone(),
         ports: spec.guests.iter().map(|g| g.name.clone()).collect(),
-        socket_dir: wire.clone(),
+        socket_dir: sockets.path().to_path_buf(),
         pcap: wire.join(format!("{}.pcapng", spec.segment)),
     })
     .await
@@ -273,6 +283,7 @@ async fn boot(
         guests,
         timings,
         ready_s: t0.elapsed().as_secs_f64(),
+        sockets,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod recipe;
 pub mod results;
 pub mod run;
 pub mod shell;
+pub mod sockets;
 pub mod span;
 pub mod suite;
 pub mod wire;

@@ -582,7 +582,13 @@ fn run_cmd(a: RunArgs) -> ExitCode {
         run_dir.dir.join("report.html").display()
     );
     if let Some(mut lab) = kept {
-        let socket = run_dir.dir.join("shell.sock");
+        // The socket lives where its path is short; the run folder gets a link to it.
+        let socket = lab.socket_dir().join("shell.sock");
+        let link = run_dir.dir.join("shell.sock");
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(&socket, &link) {
+            eprintln!("warning: linking {}: {e}", link.display());
+        }
         eprintln!(
             "lab kept: `faultline shell GUEST --run {}` to enter a guest; Ctrl-C stops it",
             run_dir.dir.display()
@@ -593,6 +599,7 @@ fn run_cmd(a: RunArgs) -> ExitCode {
                 stop_signal().await;
             })
             .await;
+            let _ = std::fs::remove_file(&link);
             lab.stop().await;
         });
     }
@@ -637,7 +644,9 @@ fn report_cmd(run_dir: &std::path::Path) -> ExitCode {
 }
 
 fn shell_cmd(a: ShellArgs) -> ExitCode {
-    let socket = a.run.join("shell.sock");
+    // A link to the kept lab's socket (see `run --keep`); a dead link means the lab is gone.
+    let link = a.run.join("shell.sock");
+    let socket = std::fs::read_link(&link).unwrap_or(link);
     if !socket.exists() {
         eprintln!(
             "error: {} has no kept lab (start one with `faultline run CASE --arm ARM --keep`)",

@@ -1,7 +1,8 @@
 //! `faultline shell GUEST`: commands in a guest of a kept lab (`faultline run --keep`).
 //!
 //! The run that keeps the lab owns every guest agent (an agent takes one client at a time),
-//! so it serves `shell.sock` in the run folder: one JSON request per line,
+//! so it serves `shell.sock` (in the lab's short socket folder, linked from the run folder as
+//! `shell.sock`): one JSON request per line,
 //! `{"guest": "imap1", "command": "cat /proc/locks"}`, answered by one JSON line with
 //! `stdout`, `stderr` and `exit_code`, or `error`.
 

@@ -64,6 +64,8 @@ pub struct Machine {
     pub agent: Agent,
     pub started: Instant,
     group: procs::Group,
+    /// QMP's and the agent's sockets (dropped after `group`: QEMU goes first).
+    _sockets: tempfile::TempDir,
 }
 
 impl Machine {
@@ -95,6 +97,8 @@ impl Machine {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        let sockets =
+            crate::sockets::private_dir().map_err(|e| fail(format!("creating a socket folder: {e}")))?;
         let spec = MachineSpec {
             name: l.name.clone(),
             accel: l.accel,
@@ -106,8 +110,8 @@ impl Machine {
                 .trim()
                 .to_string(),
             disk,
-            qmp_socket: l.dir.join("qmp.sock"),
-            agent_socket: l.dir.join("agent.sock"),
+            qmp_socket: sockets.path().join("qmp.sock"),
+            agent_socket: sockets.path().join("agent.sock"),
             console_log: l.dir.join("console.log"),
             nics: l.nics.clone(),
             incoming: l.restore.map(|s| s.state()),
@@ -160,6 +164,7 @@ impl Machine {
             agent,
             started,
             group,
+            _sockets: sockets,
         })
     }
 
