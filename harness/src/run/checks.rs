@@ -202,17 +202,13 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                             Err(r) => return r,
                             Ok(rec) => rec,
                         };
-                        let (Some(from), Some(to), Some(t0)) = (rec.started_s, rec.ended_s, obs.start_unix)
-                        else {
+                        let (Some(from), Some(to)) = (rec.started_unix, rec.ended_unix) else {
                             return CheckResult::unknown(
                                 name,
                                 format!("{} has no start and end to take frames between", rec.describe()),
                             );
                         };
-                        (
-                            Some((t0 + from, t0 + to)),
-                            format!(" while {} ran", rec.describe()),
-                        )
+                        (Some((from, to)), format!(" while {} ran", rec.describe()))
                     }
                 };
                 let considered: Vec<&TraceFrame> = frames

@@ -24,7 +24,8 @@ struct Inner {
     early: Vec<(Instant, Event)>,
 }
 
-fn unix_now() -> f64 {
+/// Wall-clock time now, in seconds: what the switch stamps frames with.
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -60,12 +61,6 @@ impl History {
         }
         self.event(EventKind::WorkloadStart, "workload", None, None, None);
         now
-    }
-
-    /// Unix time of the workload's start (t = 0), once it has started: lines up `t` with
-    /// pcapng timestamps.
-    pub fn start_unix(&self) -> Option<f64> {
-        self.lock().t0.map(|(_, u)| u)
     }
 
     /// Seconds since the workload started (0 before it has).

@@ -184,7 +184,6 @@ pub async fn run_arm(
         capture(&ctx, &dir, "after", &case.evidence.after, &mut observed).await;
         guest_logs(&ctx, &dir).await;
         observed.steps = outcome.steps;
-        observed.start_unix = history.start_unix();
         (observed, outcome.faults, outcome.duration)
     };
     record.workload_s = workload.as_secs_f64();

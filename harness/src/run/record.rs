@@ -25,6 +25,11 @@ pub struct StepRecord {
     pub started_s: Option<f64>,
     pub ready_s: Option<f64>,
     pub ended_s: Option<f64>,
+    /// Wall-clock (unix) times of the start and end, taken with them: frames are stamped
+    /// with the wall clock, and on a host whose clock is being slewed or stepped the
+    /// monotonic `*_s` times drift from it (43 ms in 9 s was seen).
+    pub started_unix: Option<f64>,
+    pub ended_unix: Option<f64>,
     pub outcome: StepOutcome,
     pub exit_code: Option<i64>,
     /// What checks read: stdout (the transcript for mail sessions, the line for log waits).
@@ -46,6 +51,8 @@ impl StepRecord {
             started_s: None,
             ready_s: None,
             ended_s: None,
+            started_unix: None,
+            ended_unix: None,
             outcome: StepOutcome::Error("never started".into()),
             exit_code: None,
             output: String::new(),
@@ -92,8 +99,6 @@ pub struct EvidenceRecord {
 pub struct Observed {
     pub steps: BTreeMap<String, StepRecord>,
     pub evidence: BTreeMap<String, EvidenceRecord>,
-    /// Unix time of t = 0 (the workload's start): where step times meet frame timestamps.
-    pub start_unix: Option<f64>,
 }
 
 /// One line, at most `max` characters, for a sentence.

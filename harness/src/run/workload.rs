@@ -20,7 +20,7 @@ use crate::case::{
 use crate::qemu::agent::{AgentError, ExecOutput};
 use crate::results::EventKind;
 use crate::run::guests::{Guests, Running};
-use crate::run::history::History;
+use crate::run::history::{unix_now, History};
 use crate::run::record::{snippet, StepOutcome, StepRecord};
 use crate::wire::rules::{Action, Rule, RuleId};
 use crate::wire::switch::Switch;
@@ -362,6 +362,8 @@ async fn run_steps(ctx: &Ctx<'_>, st: &State) {
                 r.outcome = StepOutcome::Skipped;
                 r.started_s = Some(t);
                 r.ended_s = Some(t);
+                r.started_unix = Some(unix_now());
+                r.ended_unix = r.started_unix;
             });
             ctx.history.event(
                 EventKind::StepEnd,
@@ -637,7 +639,11 @@ fn begin(ctx: &Ctx<'_>, st: &State, step: &Step, detail: String) -> f64 {
         None,
         Some(detail),
     );
-    st.update(&step.name, |r| r.started_s = Some(t));
+    let unix = unix_now();
+    st.update(&step.name, |r| {
+        r.started_s = Some(t);
+        r.started_unix = Some(unix);
+    });
     t
 }
 
@@ -801,6 +807,7 @@ fn finish(
         StepOutcome::Failed(w) | StepOutcome::Error(w) => Some(w.clone()),
         StepOutcome::Skipped => Some("skipped".into()),
     };
+    let unix = unix_now();
     let t = ctx.history.event(
         EventKind::StepEnd,
         &step.name,
@@ -810,6 +817,7 @@ fn finish(
     );
     st.update(&step.name, |r| {
         r.ended_s = Some(t);
+        r.ended_unix = Some(unix);
         r.duration_s = duration.or(Some(t - started));
         r.outcome = outcome;
         r.exit_code = exit_code;

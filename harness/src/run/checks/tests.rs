@@ -238,25 +238,22 @@ fn frames_during_a_step_count_only_its_window() {
         timestamp_ns: ((t0 + t) * 1e9) as u64,
         ..granted(n)
     };
-    let mut obs = Observed {
-        start_unix: Some(t0),
-        ..Observed::default()
+    // Steps carry wall-clock times of their own; the monotonic ones may have drifted from them.
+    let timed = |name: &str, t: (f64, f64)| StepRecord {
+        started_unix: Some(t0 + t.0),
+        ended_unix: Some(t0 + t.1),
+        ..step(name, "imap2", (t.0 - 0.5, t.1 - 0.5), StepOutcome::Ok, "")
     };
-    obs.steps.insert(
-        "first".into(),
-        step("first", "imap2", (1.0, 2.0), StepOutcome::Ok, ""),
-    );
-    obs.steps.insert(
-        "second".into(),
-        step("second", "imap2", (3.0, 4.0), StepOutcome::Ok, ""),
-    );
+    let mut obs = Observed::default();
+    obs.steps.insert("first".into(), timed("first", (1.0, 2.0)));
+    obs.steps.insert("second".into(), timed("second", (3.0, 4.0)));
     let mut traces = Traces::new();
     traces.insert("lan".into(), Ok(vec![at(7, 1.5), at(9, 3.5)]));
     let r = &judge(&case, &obs, &traces)[0];
     assert_eq!(r.verdict(), Verdict::Pass, "{r:?}");
     assert_eq!(
         r.explanation().unwrap(),
-        "1 frame(s) in wire/lan.pcapng while step `first` on imap2 (t=1.0–2.0 s) ran match NLM4_GRANTED_MSG message from filer: frames 7"
+        "1 frame(s) in wire/lan.pcapng while step `first` on imap2 (t=0.5–1.5 s) ran match NLM4_GRANTED_MSG message from filer: frames 7"
     );
     // The only grant came during the second step: none while the first ran.
     traces.insert("lan".into(), Ok(vec![at(9, 3.5)]));
@@ -268,7 +265,7 @@ fn frames_during_a_step_count_only_its_window() {
             .starts_with("none of the 0 frames in wire/lan.pcapng while step `first`"),
         "{r:?}"
     );
-    // Without the workload's start time there is no window to count in.
-    obs.start_unix = None;
+    // Without the step's wall-clock times there is no window to count in.
+    obs.steps.get_mut("first").unwrap().ended_unix = None;
     assert_eq!(judge(&case, &obs, &traces)[0].verdict(), Verdict::Unknown);
 }
