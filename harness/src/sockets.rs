@@ -6,7 +6,7 @@
 //! keep only what a reader needs (`qemu.argv` names them).
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The longest socket name a caller puts in the folder ("client-agent.sock" and the like).
@@ -19,10 +19,52 @@ const SUN_PATH_MAX: usize = 107;
 pub fn private_dir() -> io::Result<tempfile::TempDir> {
     let tmp = std::env::temp_dir();
     let base = if fits(&tmp) { tmp } else { PathBuf::from("/tmp") };
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| sweep(&base, std::time::Duration::from_secs(60)));
     let dir = tempfile::Builder::new().prefix("faultline-").tempdir_in(base)?;
     // tempfile leaves the mode to the umask; nothing is in the folder yet.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
     Ok(dir)
+}
+
+/// Remove the socket folders of harnesses that died without cleaning up (SIGKILL leaves them:
+/// no destructor runs). A folder is stale when it is older than `min_age` (a live harness may
+/// not have made its sockets yet) and its socket refuses connections: every socket in one
+/// folder belongs to one process, so one answer tells.
+fn sweep(base: &Path, min_age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let ours = e.file_name().to_string_lossy().starts_with("faultline-");
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_dir() && m.uid() == nix::unistd::getuid().as_raw())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        if !ours || !old {
+            continue;
+        }
+        let socket = std::fs::read_dir(&path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|f| f.path())
+            .find(|p| p.extension().is_some_and(|x| x == "sock"));
+        let dead = match socket {
+            None => true,
+            Some(s) => matches!(
+                std::os::unix::net::UnixStream::connect(&s),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+            ),
+        };
+        if dead {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Whether sockets with names up to [`NAME_ROOM`] fit under `dir` (plus tempfile's folder name).
@@ -43,6 +85,31 @@ mod tests {
         let path = d.path().to_path_buf();
         drop(d);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn folders_of_dead_harnesses_are_swept_live_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let make = |name: &str| {
+            let d = base.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            d
+        };
+        let dead = make("faultline-dead");
+        drop(std::os::unix::net::UnixListener::bind(dead.join("qmp.sock")).unwrap());
+        let live = make("faultline-live");
+        let _listener = std::os::unix::net::UnixListener::bind(live.join("lan-filer.sock")).unwrap();
+        let empty = make("faultline-empty");
+        let other = make("someone-else");
+        drop(std::os::unix::net::UnixListener::bind(other.join("x.sock")).unwrap());
+        // Too young to judge: nothing goes.
+        sweep(base.path(), std::time::Duration::from_secs(3600));
+        assert!(dead.exists() && empty.exists());
+        sweep(base.path(), std::time::Duration::ZERO);
+        assert!(!dead.exists(), "a folder whose socket refuses is removed");
+        assert!(!empty.exists(), "an old empty folder is removed");
+        assert!(live.exists(), "a folder whose socket answers stays");
+        assert!(other.exists(), "only faultline's folders are touched");
     }
 
     #[test]
