@@ -26,6 +26,10 @@ pub const QEMU_SYSTEM: Tool = Tool {
     program: "qemu-system-x86_64",
     package: "qemu-system-x86",
 };
+pub const NBDKIT: Tool = Tool {
+    program: "nbdkit",
+    package: "nbdkit",
+};
 pub const TSHARK: Tool = Tool {
     program: "tshark",
     package: "tshark",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::accel::Accel;
+use crate::disks::{Disk, DiskSpec};
 use crate::images::Image;
 use crate::qemu::{saved, Launch, Machine, NicBackend, VmError};
 use crate::wire::switch::{SegmentConfig, SegmentStats, Switch};
@@ -49,6 +50,9 @@ pub struct Lab {
     pub timings: Vec<StartTiming>,
     /// `faultline run` start (or whoever created the lab) to every guest ready.
     pub ready_s: f64,
+    /// Extra disks served by nbdkit ([`Lab::add_disks`]); after the guests, so QEMU lets go of
+    /// them first.
+    pub disks: Vec<Disk>,
     /// The switch's port sockets (and a kept lab's shell socket): short paths, see
     /// [`crate::sockets`]. Declared last: it goes after the guests and the switch.
     sockets: tempfile::TempDir,
@@ -105,6 +109,53 @@ impl Lab {
             });
         }
         boot(spec, &states, Resume::Together, t0, say).await
+    }
+
+    /// Serve each disk with nbdkit and hot-plug it into its guest (which sees it as
+    /// `/dev/disk/by-id/virtio-<name>`); returns once every guest has its disks.
+    pub async fn add_disks(&mut self, disks: &[DiskSpec]) -> Result<(), VmError> {
+        let limit = self.accel.scale(Duration::from_secs(10));
+        for d in disks {
+            let disk = Disk::serve(d, &self.dir.join("disks"), self.sockets.path())
+                .await
+                .map_err(|e| VmError::new(&d.guest, format!("disk {}: {e}", d.name)))?;
+            let vm = self
+                .guests
+                .iter_mut()
+                .find(|g| g.name == d.guest)
+                .ok_or_else(|| {
+                    VmError::new(&d.guest, format!("disk {}: no such guest in the lab", d.name))
+                })?;
+            for (command, args) in disk.hotplug_commands() {
+                vm.qmp
+                    .execute(command, Some(args), limit)
+                    .await
+                    .map_err(|e| vm.error(format!("disk {}: {e}", d.name)))?;
+            }
+            self.disks.push(disk);
+        }
+        for d in disks {
+            let path = d.guest_path();
+            let script = format!(
+                "for i in $(seq 300); do [ -b {path} ] && exit 0; sleep 0.1; done; \
+                 echo \"{path} did not appear\"; ls /dev/disk/by-id >&2; exit 1"
+            );
+            let Some(vm) = self.guests.iter_mut().find(|g| g.name == d.guest) else {
+                continue;
+            };
+            let out = vm
+                .exec(&script, self.accel.scale(Duration::from_secs(40)))
+                .await?;
+            if !out.ok() {
+                return Err(vm.error(format!(
+                    "disk {}: {} (by-id: {})",
+                    d.name,
+                    out.stdout.trim(),
+                    out.stderr.split_whitespace().collect::<Vec<_>>().join(" ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn guest(&mut self, name: &str) -> Option<&mut Machine> {
@@ -283,6 +334,7 @@ async fn boot(
         guests,
         timings,
         ready_s: t0.elapsed().as_secs_f64(),
+        disks: Vec::new(),
         sockets,
     })
 }

@@ -1,6 +1,6 @@
 //! Child processes that cannot outlive the harness.
 //!
-//! Architecture invariant: every long-lived child (QEMU, mmdebstrap, later nbdkit) is started
+//! Architecture invariant: every long-lived child (QEMU, mmdebstrap, nbdkit) is started
 //! through [`spawn`], which puts it in a process group of its own and asks the kernel to
 //! SIGKILL it when the thread that started it dies; [`Group`] kills the whole group on drop,
 //! SIGTERM first, SIGKILL after a grace period.

@@ -365,6 +365,16 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
     let mut disks = Vec::new();
     for (name, d) in &raw.disks.0 {
         cx.name(name, "disk");
+        if name.get_ref().len() > crate::disks::SERIAL_MAX {
+            cx.at(
+                name,
+                format!(
+                    "disk name `{}` is longer than {} characters: the guest sees it as the disk's serial, which holds no more",
+                    name.get_ref(),
+                    crate::disks::SERIAL_MAX
+                ),
+            );
+        }
         guest_names.refer(cx, &d.guest);
         let size_bytes = match crate::recipe::parse_size(d.size.get_ref()) {
             Some(n) if n > 0 => n,

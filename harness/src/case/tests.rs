@@ -848,6 +848,10 @@ fn fault_kinds() {
             "[disks.shelf]\nguest = \"filer\"\nsize = \"1G\"\nnbdkit_filters = [\"error\", \"delay\", \"error\"]\n",
             "t.toml:14:37: filter `error` is listed twice",
         ),
+        (
+            "[disks.shelf-controller-a-10]\nguest = \"filer\"\nsize = \"1G\"\n",
+            "t.toml:11:8: disk name `shelf-controller-a-10` is longer than 20 characters: the guest sees it as the disk's serial, which holds no more",
+        ),
     ]);
     let c = ok("[disks.shelf]\nguest = \"filer\"\nsize = \"512M\"\nnbdkit_filters = [\"error\"]\n[faults.f]\nstart = { at = \"1s\" }\nend = { until_step = \"a\" }\ndisk_error = { disk = \"shelf\" }\n");
     assert_eq!(

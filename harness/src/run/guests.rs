@@ -12,9 +12,12 @@ use tokio::sync::Mutex;
 
 use crate::accel::Accel;
 use crate::qemu::agent::{Agent, AgentError, ExecOutput};
+use crate::qemu::Qmp;
 
 pub struct Guests<'a> {
     agents: BTreeMap<String, Mutex<&'a mut Agent>>,
+    /// Each guest's QMP connection, for what only the machine can tell (block statistics).
+    qmps: BTreeMap<String, Mutex<&'a mut Qmp>>,
     accel: Accel,
 }
 
@@ -27,11 +30,35 @@ pub struct Running {
 }
 
 impl<'a> Guests<'a> {
-    pub fn new(agents: impl IntoIterator<Item = (String, &'a mut Agent)>, accel: Accel) -> Guests<'a> {
-        Guests {
-            agents: agents.into_iter().map(|(n, a)| (n, Mutex::new(a))).collect(),
-            accel,
+    pub fn new(
+        machines: impl IntoIterator<Item = (String, &'a mut Agent, &'a mut Qmp)>,
+        accel: Accel,
+    ) -> Guests<'a> {
+        let (mut agents, mut qmps) = (BTreeMap::new(), BTreeMap::new());
+        for (n, a, q) in machines {
+            agents.insert(n.clone(), Mutex::new(a));
+            qmps.insert(n, Mutex::new(q));
         }
+        Guests { agents, qmps, accel }
+    }
+
+    /// One QMP command on the guest's machine.
+    pub async fn qmp(
+        &self,
+        guest: &str,
+        command: &str,
+        args: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let q = self
+            .qmps
+            .get(guest)
+            .ok_or_else(|| format!("no guest named {guest} in this lab"))?;
+        let limit = self.call_limit();
+        q.lock()
+            .await
+            .execute(command, args, limit)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// One agent exchange's deadline: generous, since a guest under TCG with a busy CPU

@@ -26,6 +26,7 @@ use crate::accel::Accel;
 use crate::case::{
     arm_outcome, Arm, Case, CheckResult, EvidenceItem, EvidenceSource, FaultKind, FaultProof, Verdict,
 };
+use crate::disks::DiskSpec;
 use crate::images::{self, Image};
 use crate::lab::{GuestSpec, Lab, LabSpec};
 use crate::recipe::Recipe;
@@ -109,9 +110,20 @@ pub async fn run_arm(
     if let Err(e) = std::fs::create_dir_all(dir.join("evidence")) {
         return broke(record, format!("could not create {}: {e}", dir.display()));
     }
-    if case.segments.len() != 1 || !case.disks.is_empty() {
+    let undriven = case.disks.iter().find_map(|d| {
+        d.nbdkit_filters
+            .iter()
+            .find(|f| !crate::disks::DRIVEN_FILTERS.contains(&f.as_str()))
+            .map(|f| {
+                format!(
+                    "disk {} asks for nbdkit's {f} filter, which the runner does not drive yet",
+                    d.name
+                )
+            })
+    });
+    if case.segments.len() != 1 || undriven.is_some() {
         record.explanation =
-            "the runner supports one segment and no extra disks so far; this case needs more".into();
+            undriven.unwrap_or_else(|| "the runner supports one segment so far; this case needs more".into());
         record.duration_s = started.elapsed().as_secs_f64();
         return ArmRun {
             record,
@@ -147,6 +159,33 @@ pub async fn run_arm(
             return broke(record, format!("the lab did not start: {first} (lab-error.txt)"));
         }
     };
+    if !case.disks.is_empty() {
+        let specs: Vec<DiskSpec> = case
+            .disks
+            .iter()
+            .map(|d| DiskSpec {
+                name: d.name.clone(),
+                guest: d.guest.clone(),
+                size_bytes: d.size_bytes,
+                filters: d.nbdkit_filters.clone(),
+            })
+            .collect();
+        if let Err(e) = lab.add_disks(&specs).await {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            let _ = std::fs::write(dir.join("lab-error.txt"), e.to_string());
+            lab.stop().await;
+            return broke(
+                record,
+                format!("the lab's disks did not come up: {first} (lab-error.txt)"),
+            );
+        }
+        say(&format!(
+            "{}::{}: {} disk(s) served by nbdkit and plugged in",
+            case.name,
+            arm.name,
+            specs.len()
+        ));
+    }
     record.lab_ready_s = lab.ready_s;
     say(&format!(
         "{}::{}: lab ready in {:.1} s",
@@ -157,10 +196,13 @@ pub async fn run_arm(
         let Lab {
             switch,
             guests: machines,
+            disks,
             ..
         } = &mut lab;
         let guests = Guests::new(
-            machines.iter_mut().map(|m| (m.name.clone(), &mut m.agent)),
+            machines
+                .iter_mut()
+                .map(|m| (m.name.clone(), &mut m.agent, &mut m.qmp)),
             env.accel,
         );
         let ctx = Ctx {
@@ -171,6 +213,7 @@ pub async fn run_arm(
             accel: env.accel,
             history: &history,
             dir: &dir,
+            disks,
         };
         let mut observed = Observed::default();
         capture(&ctx, &dir, "before", &case.evidence.before, &mut observed).await;
@@ -178,7 +221,7 @@ pub async fn run_arm(
         let mut outcome = workload::run(&ctx).await;
         for f in case.faults_of(arm) {
             if let Some(run) = outcome.faults.iter_mut().find(|r| r.name == f.name) {
-                workload::nft_counters(&ctx, f, run).await;
+                workload::counters(&ctx, f, run).await;
             }
         }
         capture(&ctx, &dir, "after", &case.evidence.after, &mut observed).await;
@@ -341,6 +384,8 @@ fn fault_proof(
             }
         }
         FaultKind::GuestNft { .. } => run.started_ok && run.nft_packets.is_none_or(|n| n > 0),
+        // Every request fails while it is on, but only a request made then proves it.
+        FaultKind::DiskError { .. } => run.started_ok && run.disk_failed.is_some_and(|n| n > 0),
         _ => run.started_ok,
     };
     FaultProof {
@@ -453,6 +498,12 @@ fn tidy(dir: &Path) {
             if name.ends_with(".qcow2") || name.ends_with(".sock") {
                 let _ = std::fs::remove_file(&p);
             }
+        }
+    }
+    // Disk images are sparse but may be large; what happened to them is in the evidence.
+    for f in walk(dir.join("disks")) {
+        if f.path().extension().is_some_and(|e| e == "img") {
+            let _ = std::fs::remove_file(f.path());
         }
     }
     for f in walk(dir.join("wire")) {

@@ -39,6 +39,8 @@ pub struct Ctx<'a> {
     pub history: &'a History,
     /// The arm's results folder (capture steps write under `evidence/`).
     pub dir: &'a std::path::Path,
+    /// The lab's extra disks (what `disk_error` faults turn on and off).
+    pub disks: &'a [crate::disks::Disk],
 }
 
 /// What happened to one fault of the arm.
@@ -56,6 +58,10 @@ pub struct FaultRun {
     pub rule: Option<RuleId>,
     /// Counted things seen by a guest nft ruleset (packets), when it has counters.
     pub nft_packets: Option<u64>,
+    /// A disk fault: QEMU's failed-request count on the device when it started, and how many
+    /// more failed while it was on.
+    pub disk_base: Option<u64>,
+    pub disk_failed: Option<u64>,
 }
 
 /// What the workload left.
@@ -1088,10 +1094,22 @@ async fn start_fault(ctx: &Ctx<'_>, f: &Fault, why: Option<String>) -> FaultRun 
                 exec_said(ctx, guest, &script, limit).await
             }
         }
-        FaultKind::DiskError { disk } => (
-            false,
-            format!("disk {disk}: extra disks are not served by the runner yet"),
-        ),
+        FaultKind::DiskError { disk } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
+            None => (false, format!("disk {disk} is not in the lab")),
+            Some(d) => {
+                run.disk_base = failed_requests(ctx, d).await;
+                match d.set_failing(true) {
+                    Ok(()) => (
+                        true,
+                        format!(
+                            "disk {disk} on {} fails every request from now on (nbdkit error filter, EIO)",
+                            d.spec.guest
+                        ),
+                    ),
+                    Err(e) => (false, format!("disk {disk}: could not arm the error filter: {e}")),
+                }
+            }
+        },
     };
     run.started_ok = ok;
     let mut sentence = String::new();
@@ -1126,7 +1144,7 @@ async fn heal(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
             "rule removed".to_string()
         }
         FaultKind::GuestNft { guest, tables, .. } => {
-            nft_counters(ctx, f, run).await;
+            counters(ctx, f, run).await;
             let script = tables
                 .iter()
                 .map(|t| format!("nft delete table {t}"))
@@ -1147,6 +1165,17 @@ async fn heal(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
                 .await
                 .1
         }
+        FaultKind::DiskError { disk } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
+            None => "nothing to heal".to_string(),
+            Some(d) => {
+                let said = match d.set_failing(false) {
+                    Ok(()) => format!("disk {disk} serves requests again"),
+                    Err(e) => format!("disk {disk}: could not disarm the error filter: {e}"),
+                };
+                counters(ctx, f, run).await;
+                said
+            }
+        },
         _ => "nothing to heal".to_string(),
     };
     run.ended_s = Some(ctx.history.t());
@@ -1157,7 +1186,41 @@ async fn heal(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
 }
 
 /// Read a guest ruleset's counters (before it is deleted, or at the end of the arm).
-pub async fn nft_counters(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
+/// QEMU's count of failed requests on the disk's device, if it can tell.
+async fn failed_requests(ctx: &Ctx<'_>, d: &crate::disks::Disk) -> Option<u64> {
+    let stats = ctx
+        .guests
+        .qmp(&d.spec.guest, "query-blockstats", None)
+        .await
+        .ok()?;
+    crate::disks::failed_requests(&stats, &d.spec.device_id())
+}
+
+/// What a fault's own counters say it did (nft rules' packets, a disk's failed requests),
+/// read once: when it is healed, or after the workload for one that stays on.
+pub async fn counters(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
+    if let FaultKind::DiskError { disk } = &f.kind {
+        if run.disk_failed.is_some() || !run.started_ok {
+            return;
+        }
+        let Some(d) = ctx.disks.iter().find(|d| &d.spec.name == disk) else {
+            return;
+        };
+        match (run.disk_base, failed_requests(ctx, d).await) {
+            (Some(before), Some(now)) => {
+                let n = now.saturating_sub(before);
+                run.disk_failed = Some(n);
+                run.evidence.push(format!(
+                    "QEMU counted {n} failed request(s) on {}'s disk {disk} while the fault was on (query-blockstats: {before} → {now})",
+                    d.spec.guest
+                ));
+            }
+            _ => run.evidence.push(format!(
+                "QEMU's block statistics for disk {disk} could not be read"
+            )),
+        }
+        return;
+    }
     let FaultKind::GuestNft { guest, tables, .. } = &f.kind else {
         return;
     };
