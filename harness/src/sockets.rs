@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// The longest socket name a caller puts in the folder ("client-agent.sock" and the like).
 const NAME_ROOM: usize = 40;
+/// Socket folders are named this and nothing else is: the sweep removes only these (the
+/// harness's and its tests' scratch folders are `faultline-…` too, and must be left alone).
+const PREFIX: &str = "faultline-sock-";
 /// What `sun_path` holds, without its NUL.
 const SUN_PATH_MAX: usize = 107;
 
@@ -21,7 +24,7 @@ pub fn private_dir() -> io::Result<tempfile::TempDir> {
     let base = if fits(&tmp) { tmp } else { PathBuf::from("/tmp") };
     static SWEPT: std::sync::Once = std::sync::Once::new();
     SWEPT.call_once(|| sweep(&base, std::time::Duration::from_secs(60)));
-    let dir = tempfile::Builder::new().prefix("faultline-").tempdir_in(base)?;
+    let dir = tempfile::Builder::new().prefix(PREFIX).tempdir_in(base)?;
     // tempfile leaves the mode to the umask; nothing is in the folder yet.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
     Ok(dir)
@@ -37,7 +40,7 @@ fn sweep(base: &Path, min_age: std::time::Duration) {
     };
     for e in entries.flatten() {
         let path = e.path();
-        let ours = e.file_name().to_string_lossy().starts_with("faultline-");
+        let ours = e.file_name().to_string_lossy().starts_with(PREFIX);
         let old = e
             .metadata()
             .ok()
@@ -69,7 +72,7 @@ fn sweep(base: &Path, min_age: std::time::Duration) {
 
 /// Whether sockets with names up to [`NAME_ROOM`] fit under `dir` (plus tempfile's folder name).
 fn fits(dir: &Path) -> bool {
-    dir.as_os_str().len() + "/faultline-XXXXXX/".len() + NAME_ROOM <= SUN_PATH_MAX
+    dir.as_os_str().len() + "/".len() + PREFIX.len() + "XXXXXX/".len() + NAME_ROOM <= SUN_PATH_MAX
 }
 
 #[cfg(test)]
@@ -95,12 +98,12 @@ mod tests {
             std::fs::create_dir(&d).unwrap();
             d
         };
-        let dead = make("faultline-dead");
+        let dead = make("faultline-sock-dead");
         drop(std::os::unix::net::UnixListener::bind(dead.join("qmp.sock")).unwrap());
-        let live = make("faultline-live");
+        let live = make("faultline-sock-live");
         let _listener = std::os::unix::net::UnixListener::bind(live.join("lan-filer.sock")).unwrap();
-        let empty = make("faultline-empty");
-        let other = make("someone-else");
+        let empty = make("faultline-sock-empty");
+        let other = make("faultline-vmtest-scratch");
         drop(std::os::unix::net::UnixListener::bind(other.join("x.sock")).unwrap());
         // Too young to judge: nothing goes.
         sweep(base.path(), std::time::Duration::from_secs(3600));
@@ -109,7 +112,10 @@ mod tests {
         assert!(!dead.exists(), "a folder whose socket refuses is removed");
         assert!(!empty.exists(), "an old empty folder is removed");
         assert!(live.exists(), "a folder whose socket answers stays");
-        assert!(other.exists(), "only faultline's folders are touched");
+        assert!(
+            other.exists(),
+            "only socket folders are touched, not scratch folders"
+        );
     }
 
     #[test]

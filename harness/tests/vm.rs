@@ -65,6 +65,16 @@ fn main() {
         "lab::sigkill_leaves_no_process",
         lab.clone().map(|_| Box::new(sigkill_leaves_no_process) as _),
     );
+    add(
+        "run::sigkill_with_disks_leaves_no_process",
+        lab.clone()
+            .and_then(|l| {
+                hosttools::require(&[hosttools::NBDKIT])
+                    .map(|()| l)
+                    .map_err(|e| e.to_string())
+            })
+            .map(|_| Box::new(sigkill_with_disks_leaves_no_process) as _),
+    );
     let lab_trials: [(&str, LabBody); 2] = [
         ("lab::three_guests_ping_by_name", lab_ping),
         ("lab::rule_drops_granted_msg", lab_granted_msg_dropped),
@@ -428,6 +438,57 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 
 /// `faultline lab` is SIGKILLed with three guests running: no QEMU may survive it.
 fn sigkill_leaves_no_process() -> Result<(), Failed> {
+    let recipes = project_root().join("images");
+    let recipes = recipes.display().to_string();
+    killed_leaves_nothing(
+        |dir| {
+            vec![
+                "lab".into(),
+                "--seconds".into(),
+                "600".into(),
+                "--recipes".into(),
+                recipes.clone(),
+                "--dir".into(),
+                dir.into(),
+            ]
+        },
+        "lab up in ",
+        &[("qemu-system", 3)],
+    )
+}
+
+/// A kept scenario lab with an nbdkit disk: neither QEMU nor nbdkit outlives a SIGKILLed
+/// harness.
+fn sigkill_with_disks_leaves_no_process() -> Result<(), Failed> {
+    let root = project_root();
+    let case = root.join("cases/shelf-error.toml").display().to_string();
+    let recipes = root.join("images").display().to_string();
+    killed_leaves_nothing(
+        |dir| {
+            vec![
+                "run".into(),
+                case.clone(),
+                "--arm".into(),
+                "baseline".into(),
+                "--keep".into(),
+                "--recipes".into(),
+                recipes.clone(),
+                "--results".into(),
+                dir.into(),
+            ]
+        },
+        "lab kept: ",
+        &[("qemu-system", 2), ("nbdkit", 1)],
+    )
+}
+
+/// Start `faultline ARGS(dir)`, wait for a stderr line starting with `ready`, count the
+/// processes naming the scratch folder, SIGKILL the harness, and require that none is left.
+fn killed_leaves_nothing(
+    args: impl Fn(&str) -> Vec<String>,
+    ready: &'static str,
+    expect: &[(&str, usize)],
+) -> Result<(), Failed> {
     use std::io::BufRead;
     let dir = tempfile::Builder::new()
         .prefix("faultline-kill-")
@@ -435,10 +496,8 @@ fn sigkill_leaves_no_process() -> Result<(), Failed> {
         .map_err(|e| e.to_string())?;
     let dir_s = dir.path().display().to_string();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["lab", "--seconds", "600", "--recipes"])
-        .arg(project_root().join("images"))
-        .arg("--dir")
-        .arg(dir.path())
+        .args(args(&dir_s))
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
@@ -447,24 +506,24 @@ fn sigkill_leaves_no_process() -> Result<(), Failed> {
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("  | {line}");
-            if line.starts_with("lab up in ") {
+            if line.starts_with(ready) {
                 let _ = tx.send(());
             }
         }
     });
     // Saved states may need a cold boot each the first time.
     let up = rx.recv_timeout(std::time::Duration::from_secs(600));
-    let running = processes_mentioning(&dir_s)
-        .iter()
-        .filter(|p| p.contains("qemu-system"))
-        .count();
+    let before = processes_mentioning(&dir_s);
     child.kill().map_err(|e| e.to_string())?; // SIGKILL: no destructor or handler runs
     let _ = child.wait();
     if up.is_err() {
-        return Err("the lab never came up".into());
+        return Err(format!("never saw a line starting {ready:?}").into());
     }
-    if running != 3 {
-        return Err(format!("expected 3 QEMU processes before the kill, saw {running}").into());
+    for (what, n) in expect {
+        let running = before.iter().filter(|p| p.contains(what)).count();
+        if running != *n {
+            return Err(format!("expected {n} {what} processes before the kill, saw {running}").into());
+        }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !processes_mentioning(&dir_s).is_empty() && std::time::Instant::now() < deadline {
@@ -474,7 +533,8 @@ fn sigkill_leaves_no_process() -> Result<(), Failed> {
     if !left.is_empty() {
         return Err(format!("processes outlived the harness: {left:?}").into());
     }
-    eprintln!("3 QEMU processes before SIGKILL, none after");
+    let said: Vec<String> = expect.iter().map(|(w, n)| format!("{n} {w}")).collect();
+    eprintln!("{} before SIGKILL, none after", said.join(" and "));
     Ok(())
 }
 
