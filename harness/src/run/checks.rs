@@ -220,11 +220,7 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                         })
                     })
                     .collect();
-                let hits: Vec<u64> = considered
-                    .iter()
-                    .filter(|f| f.matches(matcher))
-                    .map(|f| f.number)
-                    .collect();
+                let hits = trace::matching(considered.iter().copied(), matcher);
                 let n = hits.len() as u64;
                 let (ok, want) = match count {
                     Count::AtLeast(k) => (n >= *k, format!("at least {k}")),

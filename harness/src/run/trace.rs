@@ -79,8 +79,12 @@ pub fn read(bytes: &[u8]) -> Result<Vec<TraceFrame>, pcapng::ReadError> {
 }
 
 /// The numbers of the frames `m` matches.
-pub fn matching(frames: &[TraceFrame], m: &Match) -> Vec<u64> {
-    frames.iter().filter(|f| f.matches(m)).map(|f| f.number).collect()
+pub fn matching<'a>(frames: impl IntoIterator<Item = &'a TraceFrame>, m: &Match) -> Vec<u64> {
+    frames
+        .into_iter()
+        .filter(|f| f.matches(m))
+        .map(|f| f.number)
+        .collect()
 }
 
 /// Frame numbers for an explanation: the first few, then how many more.

@@ -444,16 +444,18 @@ async fn run_steps(ctx: &Ctx<'_>, st: &State) {
                     None => (StepOutcome::Ok, None, String::new(), String::new()),
                     Some(c) => outcome_of(ctx.guests.exec(g, c, limit).await, 0, ProcKind::Exec),
                 };
-                let (mut copied, problems) = copy_files(ctx, g, &step.name, files, limit).await;
+                let rel_dir = format!("evidence/steps/{}", step.name);
+                let _ = std::fs::create_dir_all(ctx.dir.join(&rel_dir));
+                let mut copied = Vec::new();
                 if command.is_some() {
                     // The command's output is evidence too (a `doveadm dump` of 2,000 records
-                    // is read in a file, not in steps.json).
-                    let rel = format!("evidence/steps/{}/command.out", step.name);
-                    let _ = std::fs::create_dir_all(ctx.dir.join(format!("evidence/steps/{}", step.name)));
+                    // is read in a file, not in steps.json). Its name is then taken.
+                    let rel = format!("{rel_dir}/command.out");
                     if std::fs::write(ctx.dir.join(&rel), &out).is_ok() {
-                        copied.insert(0, rel);
+                        copied.push(rel);
                     }
                 }
+                let problems = copy_files(ctx, g, &rel_dir, files, limit, &mut copied).await;
                 if !problems.is_empty() && outcome == StepOutcome::Ok {
                     outcome = StepOutcome::Failed(snippet(&problems.join("; "), 300));
                 }
@@ -680,19 +682,21 @@ fn complete(
 /// The most bytes a capture step copies of one guest file: the guest controls what is there.
 const CAPTURE_MAX: u64 = 64 << 20;
 
-/// Copy every regular file matching `patterns` out of the guest into
-/// `evidence/steps/<step>/<file name>`; returns the copies (relative to the arm's folder) and what
-/// could not be copied. A pattern matching nothing is not a problem: "no index yet" is state.
+/// Copy every regular file matching `patterns` out of the guest into `<rel_dir>/<file name>`
+/// (`rel_dir` relative to the arm's folder, already made), adding each copy to `copied`
+/// (whose names are taken); returns what could not be copied. A pattern matching nothing is
+/// not a problem: "no index yet" is state.
 async fn copy_files(
     ctx: &Ctx<'_>,
     guest: &str,
-    step: &str,
+    rel_dir: &str,
     patterns: &[String],
     limit: Duration,
-) -> (Vec<String>, Vec<String>) {
-    let (mut copied, mut problems) = (Vec::new(), Vec::new());
+    copied: &mut Vec<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
     if patterns.is_empty() {
-        return (copied, problems);
+        return problems;
     }
     // The patterns are checked to hold no shell syntax but globs (case::resolve), so they go
     // unquoted for the shell to expand. Sizes first: a huge file is refused, not read.
@@ -704,11 +708,9 @@ async fn copy_files(
         Ok(o) => o.stdout,
         Err(e) => {
             problems.push(format!("listing {}: {e}", patterns.join(" ")));
-            return (copied, problems);
+            return problems;
         }
     };
-    let rel_dir = format!("evidence/steps/{step}");
-    let _ = std::fs::create_dir_all(ctx.dir.join(&rel_dir));
     for line in listing.lines() {
         let Some((size, path)) = line.split_once(' ') else {
             continue;
@@ -739,7 +741,7 @@ async fn copy_files(
             Err(e) => problems.push(format!("{path}: {e}")),
         }
     }
-    (copied, problems)
+    problems
 }
 
 /// A guest process's end as a step's outcome, exit code, stdout and stderr.
