@@ -14,6 +14,7 @@ pub mod recipe;
 pub mod results;
 pub mod run;
 pub mod shell;
+pub mod shquote;
 pub mod sockets;
 pub mod span;
 pub mod suite;

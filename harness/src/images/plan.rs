@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::recipe::{Kernel, Recipe};
+use crate::shquote::sh_quote;
 
 /// How mmdebstrap gets root inside the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,18 +60,6 @@ pub fn staged_files(recipe: &Recipe) -> std::io::Result<Vec<Staged>> {
             })
         })
         .collect()
-}
-
-/// Quote `s` for a POSIX shell.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:+@,".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// The shell script mmdebstrap runs as its customize hook, as `sh SCRIPT ROOT OUT STAGE`.
@@ -226,15 +215,6 @@ mod tests {
     fn project_recipe(name: &str) -> Recipe {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         crate::recipe::load(&root.join("images").join(format!("{name}.toml"))).unwrap()
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(sh_quote("plain-word_1.0"), "plain-word_1.0");
-        assert_eq!(sh_quote("two words"), "'two words'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote(""), "''");
-        assert_eq!(sh_quote("$HOME"), "'$HOME'");
     }
 
     #[test]

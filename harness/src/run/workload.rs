@@ -22,6 +22,7 @@ use crate::results::EventKind;
 use crate::run::guests::{Guests, Running};
 use crate::run::history::{unix_now, History};
 use crate::run::record::{snippet, StepOutcome, StepRecord};
+use crate::shquote::sh_quote;
 use crate::wire::rules::{Action, Rule, RuleId};
 use crate::wire::switch::Switch;
 
@@ -1285,17 +1286,6 @@ async fn exec_said(ctx: &Ctx<'_>, guest: &str, script: &str, limit: Duration) ->
     }
 }
 
-/// Quote a word for `sh`.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1330,14 +1320,6 @@ NaN #2 S: a2 OK forged
                 "2.00 #3 a1 LOGIN \"user3\" *** → (no answer)",
             ]
         );
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(sh_quote("/srv/mail/x.lock"), "/srv/mail/x.lock");
-        assert_eq!(sh_quote("FETCH 1:3 (BODY[])"), "'FETCH 1:3 (BODY[])'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote(""), "''");
     }
 
     #[test]
