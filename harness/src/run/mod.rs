@@ -3,18 +3,22 @@
 //! the arm's verdict, and its folder of results.
 //!
 //! Architecture invariants:
-//! - Nothing here decides a verdict by itself: checks are judged by [`checks`] (pure) and
-//!   combined by [`crate::case::verdict`] (pure); this module only gathers what they read.
+//! - Nothing here decides a verdict by itself: checks are judged by [`checks`] (pure), faults
+//!   by [`proof`] (pure), and both combined by [`crate::case::verdict`] (pure); this module
+//!   only gathers what they read.
 //! - Every guest wait has a deadline; a lab that breaks yields an arm with verdict `error`
 //!   and `lab_broke`, never a hang or a pass.
 //! - The arm's folder is written as the arm goes (history as events happen, evidence as it
 //!   is taken), so an arm cut short leaves what it had.
 
 pub mod checks;
+pub mod faults;
 pub mod guests;
 pub mod history;
 pub mod measures;
+pub mod proof;
 pub mod record;
+pub mod steps;
 pub mod trace;
 pub mod workload;
 
@@ -23,9 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
-use crate::case::{
-    arm_outcome, Arm, Case, CheckResult, EvidenceItem, EvidenceSource, FaultKind, FaultProof, Verdict,
-};
+use crate::case::{arm_outcome, Arm, Case, CheckResult, EvidenceItem, EvidenceSource, FaultProof, Verdict};
 use crate::disks::DiskSpec;
 use crate::images::{self, Image};
 use crate::lab::{GuestSpec, Lab, LabSpec};
@@ -34,8 +36,7 @@ use crate::results::{ArmRecord, CheckRecord, EventKind, FaultRecord};
 use crate::run::guests::Guests;
 use crate::run::history::History;
 use crate::run::record::{snippet, EvidenceRecord, Observed};
-use crate::run::workload::{Ctx, FaultRun};
-use crate::wire::rules::RuleStats;
+use crate::run::workload::Ctx;
 
 /// What every arm of a run shares.
 #[derive(Debug, Clone)]
@@ -192,7 +193,7 @@ pub async fn run_arm(
         case.name, arm.name, lab.ready_s
     ));
 
-    let (observed, fault_runs, workload) = {
+    let (observed, mut fault_runs, workload) = {
         let Lab {
             switch,
             guests: machines,
@@ -221,7 +222,7 @@ pub async fn run_arm(
         let mut outcome = workload::run(&ctx).await;
         for f in case.faults_of(arm) {
             if let Some(run) = outcome.faults.iter_mut().find(|r| r.name == f.name) {
-                workload::counters(&ctx, f, run).await;
+                faults::counters(&ctx, f, run).await;
             }
         }
         capture(&ctx, &dir, "after", &case.evidence.after, &mut observed).await;
@@ -245,6 +246,7 @@ pub async fn run_arm(
         let stats = lab.stop().await;
         (stats, None)
     };
+    faults::rule_counts(&mut fault_runs, &stats.rules);
     let mut traces = checks::Traces::new();
     let pcap = dir.join("wire").join(format!("{}.pcapng", segment.name));
     traces.insert(
@@ -264,14 +266,7 @@ pub async fn run_arm(
         .collect();
     let proofs: Vec<FaultProof> = case
         .faults_of(arm)
-        .map(|f| {
-            fault_proof(
-                f,
-                fault_runs.iter().find(|r| r.name == f.name),
-                &stats.rules,
-                &segment.name,
-            )
-        })
+        .map(|f| proof::fault_proof(f, fault_runs.iter().find(|r| r.name == f.name), &segment.name))
         .collect();
     let outcome = arm_outcome(&arm.expect, &counted, &proofs);
     record.verdict = outcome.verdict;
@@ -345,53 +340,6 @@ fn check_record(r: &CheckResult) -> CheckRecord {
         verdict: r.verdict(),
         explanation: r.explanation().map(str::to_string),
         counted: true,
-    }
-}
-
-/// Whether a fault provably fired, and the evidence.
-fn fault_proof(
-    f: &crate::case::Fault,
-    run: Option<&FaultRun>,
-    rules: &[RuleStats],
-    segment: &str,
-) -> FaultProof {
-    let Some(run) = run else {
-        return FaultProof {
-            name: f.name.clone(),
-            fired: false,
-            evidence: "the runner has no record of it".into(),
-        };
-    };
-    let mut evidence = run.evidence.clone();
-    let fired = match &f.kind {
-        FaultKind::Wire { .. } => {
-            // The switch's own word for what its rule did to a frame.
-            let verb = crate::case::wire_rule(f).map_or("acted on", |r| r.action.verb());
-            match run.rule.and_then(|id| rules.iter().find(|r| r.id == id)) {
-                Some(s) if s.matched > 0 => {
-                    evidence.push(format!(
-                        "the switch {verb} {} frame(s): wire/{segment}.pcapng frames {}",
-                        s.matched,
-                        trace::list_frames(&s.frames)
-                    ));
-                    true
-                }
-                Some(_) => {
-                    evidence.push("no frame matched the rule while it was in place".into());
-                    false
-                }
-                None => false,
-            }
-        }
-        FaultKind::GuestNft { .. } => run.started_ok && run.nft_packets.is_none_or(|n| n > 0),
-        // Every request fails while it is on, but only a request made then proves it.
-        FaultKind::DiskError { .. } => run.started_ok && run.disk_failed.is_some_and(|n| n > 0),
-        _ => run.started_ok,
-    };
-    FaultProof {
-        name: f.name.clone(),
-        fired,
-        evidence: evidence.join("; "),
     }
 }
 

@@ -1,8 +1,11 @@
-//! What the workload left behind, as checks read it: step records and evidence texts.
+//! What the workload left behind, as checks and fault proofs read it: step records, evidence
+//! texts, and what was gathered about each fault.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use crate::wire::rules::{RuleId, RuleStats};
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,6 +102,40 @@ pub struct EvidenceRecord {
 pub struct Observed {
     pub steps: BTreeMap<String, StepRecord>,
     pub evidence: BTreeMap<String, EvidenceRecord>,
+}
+
+/// What the runner gathered about one fault of the arm: its proof data, which
+/// [`crate::run::proof`] judges.
+#[derive(Debug, Clone, Default)]
+pub struct FaultRun {
+    pub name: String,
+    pub started_s: Option<f64>,
+    pub ended_s: Option<f64>,
+    /// Whether the start action provably took effect (a wire rule's proof comes later, from
+    /// its frame count).
+    pub started_ok: bool,
+    /// Sentences of proof, or of why there is none.
+    pub evidence: Vec<String>,
+    /// A wire fault's switch rule.
+    pub wire: Option<WireRun>,
+    /// Counted things seen by a guest nft ruleset (packets), when it has counters.
+    pub nft_packets: Option<u64>,
+    /// A disk fault: QEMU's failed-request count on the device when it started, and how many
+    /// more failed while it was on.
+    pub disk_base: Option<u64>,
+    pub disk_failed: Option<u64>,
+}
+
+/// A wire fault's rule on the switch.
+#[derive(Debug, Clone)]
+pub struct WireRun {
+    pub rule: RuleId,
+    /// What the rule's action does to a frame, in the switch's own word ("dropped"), taken
+    /// from the rule when it was made.
+    pub verb: &'static str,
+    /// The switch's count and frame numbers for the rule, read once the lab has stopped;
+    /// `None` when the switch did not report the rule.
+    pub stats: Option<RuleStats>,
 }
 
 /// One line, at most `max` characters, for a sentence.

@@ -1,0 +1,277 @@
+//! Whether a fault provably fired, judged from what the runner gathered about it
+//! ([`FaultRun`]): the switch's rule count and frame numbers, a guest ruleset's nft counters,
+//! a disk's failed-request delta, whether its start command took effect. Pure: data in, a
+//! [`FaultProof`] out, which [`crate::case::verdict`] combines with the checks.
+//!
+//! Invariant: a fault with nothing to show for it did not fire — a wire rule that matched no
+//! frame (or that the switch did not report), a disk fault during which no request failed, a
+//! fault the runner has no record of.
+
+use crate::case::{Fault, FaultKind, FaultProof};
+use crate::run::record::FaultRun;
+use crate::run::trace;
+
+/// Whether `f` provably fired, and the evidence (`run`'s sentences, with the rule's count for
+/// a wire fault). `segment` names the pcapng the rule's frame numbers point into.
+pub fn fault_proof(f: &Fault, run: Option<&FaultRun>, segment: &str) -> FaultProof {
+    let Some(run) = run else {
+        return FaultProof {
+            name: f.name.clone(),
+            fired: false,
+            evidence: "the runner has no record of it".into(),
+        };
+    };
+    let mut evidence = run.evidence.clone();
+    let fired = match &f.kind {
+        FaultKind::Wire { .. } => match run.wire.as_ref().and_then(|w| Some((w.verb, w.stats.as_ref()?))) {
+            Some((verb, s)) if s.matched > 0 => {
+                evidence.push(format!(
+                    "the switch {verb} {} frame(s): wire/{segment}.pcapng frames {}",
+                    s.matched,
+                    trace::list_frames(&s.frames)
+                ));
+                true
+            }
+            Some(_) => {
+                evidence.push("no frame matched the rule while it was in place".into());
+                false
+            }
+            None => false,
+        },
+        FaultKind::GuestNft { .. } => run.started_ok && run.nft_packets.is_none_or(|n| n > 0),
+        // Every request fails while it is on, but only a request made then proves it.
+        FaultKind::DiskError { .. } => run.started_ok && run.disk_failed.is_some_and(|n| n > 0),
+        _ => run.started_ok,
+    };
+    FaultProof {
+        name: f.name.clone(),
+        fired,
+        evidence: evidence.join("; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::case::{End, ServiceAction, Trigger, WireAction};
+    use crate::run::record::WireRun;
+    use crate::wire::rules::{Match, RuleId, RuleStats};
+
+    fn fault(name: &str, kind: FaultKind) -> Fault {
+        Fault {
+            name: name.into(),
+            kind,
+            start: Trigger::At {
+                offset: Duration::from_secs(12),
+            },
+            end: End::Duration {
+                duration: Duration::from_secs(60),
+            },
+        }
+    }
+
+    fn wire() -> Fault {
+        fault(
+            "grant-lost",
+            FaultKind::Wire {
+                segment: "lan".into(),
+                matcher: Match::default(),
+                action: WireAction::Drop,
+            },
+        )
+    }
+
+    fn nft() -> Fault {
+        fault(
+            "nlm-blocked",
+            FaultKind::GuestNft {
+                guest: "imap2".into(),
+                ruleset: "table inet fl { }".into(),
+                tables: vec!["inet fl".into()],
+            },
+        )
+    }
+
+    fn disk() -> Fault {
+        fault("shelf-error", FaultKind::DiskError { disk: "shelf".into() })
+    }
+
+    fn service() -> Fault {
+        fault(
+            "statd-down",
+            FaultKind::Service {
+                guest: "imap1".into(),
+                unit: Some("rpc-statd".into()),
+                action: ServiceAction::Stop,
+            },
+        )
+    }
+
+    fn gathered(started_ok: bool, evidence: &[&str]) -> FaultRun {
+        FaultRun {
+            name: "f".into(),
+            started_s: Some(12.0),
+            ended_s: Some(72.0),
+            started_ok,
+            evidence: evidence.iter().map(|s| s.to_string()).collect(),
+            ..FaultRun::default()
+        }
+    }
+
+    /// A wire fault's run: its rule, and what the switch reported for it (`None`: nothing).
+    fn wire_run(matched: Option<(u64, Vec<u64>)>) -> FaultRun {
+        FaultRun {
+            wire: Some(WireRun {
+                rule: RuleId(7),
+                verb: "dropped",
+                stats: matched.map(|(matched, frames)| RuleStats {
+                    id: RuleId(7),
+                    name: "grant-lost".into(),
+                    matched,
+                    frames,
+                    active: false,
+                }),
+            }),
+            ..gathered(
+                true,
+                &[
+                    "started at t=12.0 s as planned; rule added on segment lan",
+                    "healed at t=72.0 s: rule removed",
+                ],
+            )
+        }
+    }
+
+    fn proof(f: &Fault, run: Option<&FaultRun>) -> (bool, String) {
+        let p = fault_proof(f, run, "lan");
+        assert_eq!(p.name, f.name);
+        (p.fired, p.evidence)
+    }
+
+    #[test]
+    fn a_wire_fault_fired_when_its_rule_acted_on_frames() {
+        let run = wire_run(Some((3, vec![41, 57, 90])));
+        assert_eq!(
+            proof(&wire(), Some(&run)),
+            (
+                true,
+                "started at t=12.0 s as planned; rule added on segment lan; healed at t=72.0 s: rule removed; \
+                 the switch dropped 3 frame(s): wire/lan.pcapng frames 41, 57, 90"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_wire_fault_whose_rule_matched_nothing_did_not_fire() {
+        let run = wire_run(Some((0, vec![])));
+        assert_eq!(
+            proof(&wire(), Some(&run)),
+            (
+                false,
+                "started at t=12.0 s as planned; rule added on segment lan; healed at t=72.0 s: rule removed; \
+                 no frame matched the rule while it was in place"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_wire_rule_the_switch_did_not_report_is_not_proof() {
+        let run = wire_run(None);
+        assert_eq!(
+            proof(&wire(), Some(&run)),
+            (
+                false,
+                "started at t=12.0 s as planned; rule added on segment lan; healed at t=72.0 s: rule removed"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_fault_whose_trigger_never_came_or_that_has_no_record_did_not_fire() {
+        let never = FaultRun {
+            name: "grant-lost".into(),
+            evidence: vec!["its trigger (after step lock) did not happen before the workload ended".into()],
+            ..FaultRun::default()
+        };
+        assert_eq!(
+            proof(&wire(), Some(&never)),
+            (
+                false,
+                "its trigger (after step lock) did not happen before the workload ended".into()
+            )
+        );
+        assert_eq!(
+            proof(&service(), None),
+            (false, "the runner has no record of it".into())
+        );
+    }
+
+    #[test]
+    fn a_guest_ruleset_fired_unless_its_counters_say_nothing_passed() {
+        let said =
+            "started at t=12.0 s as planned; `nft -f /run/faultline/fault-nlm-blocked.nft` on imap2 exited 0";
+        let counted = |n: Option<u64>| FaultRun {
+            nft_packets: n,
+            ..gathered(true, &[said])
+        };
+        assert_eq!(proof(&nft(), Some(&counted(Some(3)))), (true, said.into()));
+        assert_eq!(proof(&nft(), Some(&counted(Some(0)))), (false, said.into()));
+        // A ruleset without counters (or whose counters could not be read) is proven by
+        // having been loaded.
+        assert_eq!(proof(&nft(), Some(&counted(None))), (true, said.into()));
+        let refused =
+            "started at t=12.0 s as planned; `nft -f /run/faultline/fault-nlm-blocked.nft` on imap2 exited 1";
+        assert_eq!(
+            proof(&nft(), Some(&gathered(false, &[refused]))),
+            (false, refused.into())
+        );
+    }
+
+    #[test]
+    fn a_disk_fault_fired_only_if_a_request_failed_while_it_was_on() {
+        let on = "in place before the first step; disk shelf on filer fails every request from now on \
+                  (nbdkit error filter, EIO)";
+        let failed = |n: u64, line: &str| FaultRun {
+            disk_base: Some(4),
+            disk_failed: Some(n),
+            ..gathered(true, &[on, line])
+        };
+        let two = "QEMU counted 2 failed request(s) on filer's disk shelf while the fault was on \
+                   (query-blockstats: 4 → 6)";
+        assert_eq!(
+            proof(&disk(), Some(&failed(2, two))),
+            (true, format!("{on}; {two}"))
+        );
+        let none = "QEMU counted 0 failed request(s) on filer's disk shelf while the fault was on \
+                    (query-blockstats: 4 → 4)";
+        assert_eq!(
+            proof(&disk(), Some(&failed(0, none))),
+            (false, format!("{on}; {none}"))
+        );
+        let unreadable = "QEMU's block statistics for disk shelf could not be read";
+        assert_eq!(
+            proof(&disk(), Some(&gathered(true, &[on, unreadable]))),
+            (false, format!("{on}; {unreadable}"))
+        );
+    }
+
+    #[test]
+    fn other_faults_fired_when_their_start_took_effect() {
+        let stopped =
+            "started after step mount ended at t=3.2 s; `systemctl stop rpc-statd` on imap1 exited 0 \
+                       (now inactive)";
+        assert_eq!(
+            proof(&service(), Some(&gathered(true, &[stopped]))),
+            (true, stopped.into())
+        );
+        assert_eq!(
+            proof(&service(), Some(&gathered(false, &[stopped]))),
+            (false, stopped.into())
+        );
+    }
+}
