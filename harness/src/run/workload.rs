@@ -1,7 +1,9 @@
-//! The workload (Jepsen's word for the whole run of a test): the steps ([`steps`], the
-//! generator) and the arm's faults ([`faults`], the nemesis) joined in one task, taking turns
-//! on the guest agents ([`Guests`]). This file holds what both sides share: the context, the
-//! step records and their change signals, where watched logs began, and the join itself.
+//! The workload: the steps ([`steps`], Jepsen's generator) and the arm's faults ([`faults`],
+//! Jepsen's nemesis) joined in one task, taking turns on the guest agents ([`Guests`]). This
+//! file holds what both sides share — the context, the step records and their change
+//! signals, where watched logs ended at the start — and the join itself: faults due at 0 s,
+//! then the step loop, the reaper of background steps and every fault as futures joined
+//! together.
 //!
 //! Invariants: every wait has a deadline (a step's own timeout, scaled for TCG) or ends with
 //! the workload; a fault the harness ends is healed before the workload returns; a fault
@@ -29,6 +31,7 @@ pub(crate) const GUEST_DIR: &str = "/run/faultline";
 const LOCKPROBE: &[u8] = include_bytes!("guest/lockprobe.pl");
 const MAILCLIENT: &[u8] = include_bytes!("guest/mailclient.pl");
 
+/// What the steps and faults of one arm work with.
 pub struct Ctx<'a> {
     pub case: &'a Case,
     pub arm: &'a Arm,
