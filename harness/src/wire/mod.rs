@@ -5,6 +5,7 @@
 mod bytes;
 pub mod classify;
 pub mod frame;
+pub mod learning;
 pub mod pcapng;
 pub mod rpc;
 pub mod rules;
