@@ -9,7 +9,8 @@
 //! `cargo fuzz run classify -- -max_total_time=60` here (nightly, or RUSTC_BOOTSTRAP=1).
 #![no_main]
 
-use faultline::wire::frame::{classify, RpcTracker};
+use faultline::wire::frame::classify;
+use faultline::wire::tracker::RpcTracker;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,8 +1,9 @@
 //! The switch's view of a frame: the classifier's full description ([`frame::classify`] plus
-//! the segment's [`frame::RpcTracker`]) reduced to the [`Facts`] rules match on.
+//! the segment's [`RpcTracker`]) reduced to the [`Facts`] rules match on.
 
-use crate::wire::frame::{self, RpcTracker};
+use crate::wire::frame;
 use crate::wire::rules::{Facts, RpcFacts};
+use crate::wire::tracker::RpcTracker;
 
 /// Per-segment classification state: the RPC tracker pairs replies with calls and follows
 /// TCP record boundaries across the frames of every flow on the segment.

@@ -10,7 +10,7 @@
 //! - Guest bytes never panic the switch: classification is total, an impossible length
 //!   prefix closes only that guest's connection (and is counted).
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::wire::classify::Classifier;
+use crate::wire::learning::MacTable;
 use crate::wire::pcapng;
 use crate::wire::rules::{Rule, RuleId, RuleSet, RuleStats, Verdict};
 
@@ -257,7 +258,7 @@ struct Core {
     pcap: pcapng::Writer<BufWriter<std::fs::File>>,
     writers: Vec<Option<mpsc::Sender<Arc<[u8]>>>>,
     stats: Vec<PortStats>,
-    macs: HashMap<[u8; 6], usize>,
+    macs: MacTable,
     rules: RuleSet,
     classifier: Classifier,
     delayed: BinaryHeap<Delayed>,
@@ -282,7 +283,7 @@ impl Core {
                     ..PortStats::default()
                 })
                 .collect(),
-            macs: HashMap::new(),
+            macs: MacTable::default(),
             rules: RuleSet::default(),
             classifier: Classifier::default(),
             delayed: BinaryHeap::new(),
@@ -364,26 +365,12 @@ impl Core {
             self.stats[from].malformed += 1;
         }
 
-        // Learn where the sender is; send unicast to its port, flood the rest.
-        if frame.len() >= 12 && frame[6] & 1 == 0 {
-            let mut src = [0u8; 6];
-            src.copy_from_slice(&frame[6..12]);
-            self.macs.insert(src, from);
-        }
-        let known = (frame.len() >= 6 && frame[0] & 1 == 0)
-            .then(|| {
-                let mut dst = [0u8; 6];
-                dst.copy_from_slice(&frame[..6]);
-                self.macs.get(&dst).copied()
-            })
-            .flatten();
-        let egress: Vec<usize> = match known {
-            Some(p) if p == from => Vec::new(),
-            Some(p) => vec![p],
-            None => (0..self.ports.len())
-                .filter(|&p| p != from && self.writers[p].is_some())
-                .collect(),
-        };
+        // Learn where the sender is; send unicast to its port, flood the rest of the ports a
+        // guest is connected to.
+        let writers = &self.writers;
+        let egress = self
+            .macs
+            .forward(from, &frame, self.ports.len(), |p| writers[p].is_some());
         let names: Vec<&str> = egress.iter().map(|&p| self.ports[p].as_str()).collect();
         let rng = &mut self.rng;
         let mut jitter = || {
