@@ -16,5 +16,6 @@ pub mod run;
 pub mod shell;
 pub mod sockets;
 pub mod span;
+pub mod store;
 pub mod suite;
 pub mod wire;

@@ -7,7 +7,8 @@
 //! QEMU's version, the accelerator, the machine size and the shape of the QEMU command line,
 //! so any of those changing makes a new state.
 //!
-//! Architecture invariant: as with images, an entry folder exists only when complete.
+//! Architecture invariant: `states/` is a [`Store`]: an entry folder exists only when
+//! complete, and concurrent runs wait for one save of each state.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::accel::Accel;
-use crate::images::{cache, Image};
+use crate::images::Image;
 use crate::qemu::{argv, Launch, Machine, MachineSpec, Nic, NicBackend, VmError};
+use crate::store::Store;
 
 /// Machine size every saved state (and so every lab guest) has.
 /// One vCPU: a lab is three or more guests on a two-core host under TCG, and more vCPU
@@ -111,13 +113,18 @@ pub fn key(image: &Image, accel: Accel) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
+/// Where saved states live under the cache root.
+fn store(cache_root: &Path) -> Store {
+    Store::new(cache_root.join("states"))
+}
+
 fn entry(image: &Image, accel: Accel) -> String {
     format!("{}-{}", image.manifest.name, key(image, accel))
 }
 
 /// The saved state for `image`, if there is one.
 pub fn lookup(cache_root: &Path, image: &Image, accel: Accel) -> Option<Saved> {
-    let dir = cache_root.join("states").join(entry(image, accel));
+    let dir = store(cache_root).entry(&entry(image, accel));
     let meta = std::fs::read_to_string(dir.join("meta.json")).ok()?;
     Some(Saved {
         meta: serde_json::from_str(&meta).ok()?,
@@ -135,16 +142,16 @@ pub async fn ensure(
     if let Some(s) = lookup(cache_root, image, accel) {
         return Ok(s);
     }
-    let states = cache_root.join("states");
+    let states = store(cache_root);
     let name = entry(image, accel);
     let fail = |what: String| VmError::new(&image.manifest.name, what);
-    // The same per-entry lock as image builds: concurrent runs wait for one save.
-    let _lock = cache::Lock::acquire(&states, &name).map_err(|e| fail(format!("locking {name}: {e}")))?;
+    let lock = states
+        .lock(&name)
+        .map_err(|e| fail(format!("locking {name}: {e}")))?;
     if let Some(s) = lookup(cache_root, image, accel) {
         return Ok(s);
     }
-    let work = states.join(".tmp").join(&name);
-    let _ = std::fs::remove_dir_all(&work);
+    let work = lock.work().map_err(|e| fail(format!("preparing {name}: {e}")))?;
     say(&format!(
         "saving a ready state of {} (one cold boot)",
         image.manifest.name
@@ -158,7 +165,7 @@ pub async fn ensure(
         memory_mib: MEMORY_MIB,
         extra_cmdline: String::new(),
         nics: vec![lab_nic(NicBackend::Unplugged)],
-        dir: work.clone(),
+        dir: work.path().to_path_buf(),
         restore: None,
     })
     .await?;
@@ -186,16 +193,16 @@ pub async fn ensure(
     .await?;
     let boot = started.elapsed();
     let t = Instant::now();
-    let state_tmp = work.join("state.tmp");
+    let state_tmp = work.path().join("state.tmp");
     let saved = vm.save_state(&state_tmp, scale(20)).await;
     vm.shutdown().await;
     saved?;
     let save = t.elapsed();
 
-    let out = work.join("out");
+    let out = work.path().join("out");
     let io = |e: std::io::Error| fail(format!("writing the saved state: {e}"));
     std::fs::create_dir_all(&out).map_err(io)?;
-    std::fs::rename(work.join("disk.qcow2"), out.join("disk.qcow2")).map_err(io)?;
+    std::fs::rename(work.path().join("disk.qcow2"), out.join("disk.qcow2")).map_err(io)?;
     std::fs::rename(&state_tmp, out.join("state")).map_err(io)?;
     let meta = SavedMeta {
         image: image.manifest.name.clone(),
@@ -213,14 +220,7 @@ pub async fn ensure(
         serde_json::to_string_pretty(&meta).expect("serializes"),
     )
     .map_err(io)?;
-    for f in ["disk.qcow2", "state", "meta.json"] {
-        std::fs::File::open(out.join(f))
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-    }
-    let dest = states.join(&name);
-    std::fs::rename(&out, &dest).map_err(io)?;
-    let _ = std::fs::remove_dir_all(&work);
+    let dest = work.publish("out").map_err(io)?;
     say(&format!(
         "saved {} in {:.1} s (boot {:.1} s, save {:.1} s)",
         image.manifest.name,
