@@ -1,7 +1,11 @@
 //! Guest images: recipe → cached artifacts (kernel, initrd, root qcow2, manifest).
 //!
 //! [`plan`] says what a build runs (pure), [`cache`] what results are keyed by, and this
-//! module runs the build and publishes the entry into a [`Store`].
+//! module runs the build and publishes the entry into a [`Store`]. [`check`] boots a built
+//! image and compares it with its manifest.
+//!
+//! Floors: images sits above `qemu` (an [`Image`] is a [`qemu::Bootable`], and the check
+//! drives a [`qemu::Machine`]); nothing in `qemu` knows about images.
 
 pub mod cache;
 pub mod check;
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hosttools::{self, Missing};
 use crate::procs;
+use crate::qemu;
 use crate::recipe::{self, Kernel, Recipe, RecipeError};
 use crate::store::Store;
 
@@ -67,6 +72,29 @@ impl Image {
             dir: dir.to_path_buf(),
             manifest,
         })
+    }
+}
+
+/// What QEMU boots of an image: its files, its kernel command line, and its recipe hash as
+/// the identity saved states are keyed by.
+impl qemu::Bootable for Image {
+    fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    fn hash(&self) -> &str {
+        &self.manifest.recipe_hash
+    }
+    fn kernel(&self) -> PathBuf {
+        Image::kernel(self)
+    }
+    fn initrd(&self) -> PathBuf {
+        Image::initrd(self)
+    }
+    fn root(&self) -> PathBuf {
+        Image::root(self)
+    }
+    fn cmdline(&self) -> &str {
+        &self.manifest.cmdline
     }
 }
 
@@ -427,7 +455,7 @@ fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Resul
                 tool: tool.to_string(),
                 status: format!("killed: {t}"),
                 log: log.to_path_buf(),
-                tail: tail(log, 20),
+                tail: procs::tail(log, 20),
             });
         }
     };
@@ -437,17 +465,10 @@ fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Resul
             tool: tool.to_string(),
             status: status.to_string(),
             log: log.to_path_buf(),
-            tail: explain_apt(&tail(log, 20)),
+            tail: explain_apt(&procs::tail(log, 20)),
         });
     }
     Ok(())
-}
-
-/// The last `n` lines of a file.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// apt's way of saying a pin is gone from the mirror, turned into what to do about it.

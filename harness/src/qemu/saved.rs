@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::accel::Accel;
-use crate::images::Image;
-use crate::qemu::{argv, Launch, Machine, MachineSpec, Nic, NicBackend, VmError};
+use crate::qemu::{argv, Bootable, Launch, Machine, MachineSpec, Nic, NicBackend, VmError};
 use crate::store::Store;
 
 /// Machine size every saved state (and so every lab guest) has.
@@ -84,7 +83,7 @@ pub fn qemu_version() -> String {
 }
 
 /// The key of the saved state for `image` under `accel`.
-pub fn key(image: &Image, accel: Accel) -> String {
+pub fn key(image: &dyn Bootable, accel: Accel) -> String {
     // The command line's shape: everything but paths, from a spec with fixed placeholders.
     let shape = argv::argv(&MachineSpec {
         name: "guest".into(),
@@ -93,7 +92,7 @@ pub fn key(image: &Image, accel: Accel) -> String {
         memory_mib: MEMORY_MIB,
         kernel: "/k".into(),
         initrd: "/i".into(),
-        cmdline: image.manifest.cmdline.clone(),
+        cmdline: image.cmdline().to_string(),
         disk: "/d".into(),
         qmp_socket: "/q".into(),
         agent_socket: "/a".into(),
@@ -102,11 +101,7 @@ pub fn key(image: &Image, accel: Accel) -> String {
         incoming: None,
     });
     let mut h = Sha256::new();
-    for part in [
-        image.manifest.recipe_hash.as_str(),
-        &qemu_version(),
-        &shape.join("\u{1}"),
-    ] {
+    for part in [image.hash(), &qemu_version(), &shape.join("\u{1}")] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -118,12 +113,12 @@ fn store(cache_root: &Path) -> Store {
     Store::new(cache_root.join("states"))
 }
 
-fn entry(image: &Image, accel: Accel) -> String {
-    format!("{}-{}", image.manifest.name, key(image, accel))
+fn entry(image: &dyn Bootable, accel: Accel) -> String {
+    format!("{}-{}", image.name(), key(image, accel))
 }
 
 /// The saved state for `image`, if there is one.
-pub fn lookup(cache_root: &Path, image: &Image, accel: Accel) -> Option<Saved> {
+pub fn lookup(cache_root: &Path, image: &dyn Bootable, accel: Accel) -> Option<Saved> {
     let dir = store(cache_root).entry(&entry(image, accel));
     let meta = std::fs::read_to_string(dir.join("meta.json")).ok()?;
     Some(Saved {
@@ -135,7 +130,7 @@ pub fn lookup(cache_root: &Path, image: &Image, accel: Accel) -> Option<Saved> {
 /// The saved state for `image`, booting and saving it first if there is none.
 pub async fn ensure(
     cache_root: &Path,
-    image: &Image,
+    image: &dyn Bootable,
     accel: Accel,
     say: &mut dyn FnMut(&str),
 ) -> Result<Saved, VmError> {
@@ -144,7 +139,7 @@ pub async fn ensure(
     }
     let states = store(cache_root);
     let name = entry(image, accel);
-    let fail = |what: String| VmError::new(&image.manifest.name, what);
+    let fail = |what: String| VmError::new(image.name(), what);
     let lock = states
         .lock(&name)
         .map_err(|e| fail(format!("locking {name}: {e}")))?;
@@ -154,11 +149,11 @@ pub async fn ensure(
     let work = lock.work().map_err(|e| fail(format!("preparing {name}: {e}")))?;
     say(&format!(
         "saving a ready state of {} (one cold boot)",
-        image.manifest.name
+        image.name()
     ));
     let started = Instant::now();
     let mut vm = Machine::start(Launch {
-        name: image.manifest.name.clone(),
+        name: image.name().to_string(),
         image,
         accel,
         cpus: CPUS,
@@ -205,8 +200,8 @@ pub async fn ensure(
     std::fs::rename(work.path().join("disk.qcow2"), out.join("disk.qcow2")).map_err(io)?;
     std::fs::rename(&state_tmp, out.join("state")).map_err(io)?;
     let meta = SavedMeta {
-        image: image.manifest.name.clone(),
-        image_hash: image.manifest.recipe_hash.clone(),
+        image: image.name().to_string(),
+        image_hash: image.hash().to_string(),
         key: key(image, accel),
         accel,
         qemu_version: qemu_version(),
@@ -223,7 +218,7 @@ pub async fn ensure(
     let dest = work.publish("out").map_err(io)?;
     say(&format!(
         "saved {} in {:.1} s (boot {:.1} s, save {:.1} s)",
-        image.manifest.name,
+        image.name(),
         started.elapsed().as_secs_f64(),
         meta.boot_s,
         meta.save_s
