@@ -15,6 +15,7 @@ use crate::accel::Accel;
 use crate::disks::{Disk, DiskSpec};
 use crate::images::Image;
 use crate::qemu::{saved, Launch, Machine, NicBackend, VmError};
+use crate::store::{Store, Work};
 use crate::wire::switch::{SegmentConfig, SegmentStats, Switch};
 
 pub struct GuestSpec {
@@ -90,14 +91,18 @@ impl Lab {
             image_states.push(saved::ensure(&spec.cache_root, &g.image, spec.accel, say).await?);
         }
         let key = lab_key(&spec, &image_states, setup);
-        let labs = spec.cache_root.join("labs");
-        let dir = labs.join(format!("{}-{key}", spec.segment));
+        let labs = Store::new(spec.cache_root.join("labs"));
+        let name = format!("{}-{key}", spec.segment);
+        let dir = labs.entry(&name);
         if !dir.join("lab.json").is_file() {
-            let lock_err = |e: std::io::Error| lab_err(format!("locking the lab state: {e}"));
-            let _lock = crate::images::cache::Lock::acquire(&labs, &format!("{}-{key}", spec.segment))
-                .map_err(lock_err)?;
+            let lock = labs
+                .lock(&name)
+                .map_err(|e| lab_err(format!("locking the lab state: {e}")))?;
             if !dir.join("lab.json").is_file() {
-                save_lab(&spec, setup, &dir, say).await?;
+                let work = lock
+                    .work()
+                    .map_err(|e| lab_err(format!("preparing the lab state: {e}")))?;
+                save_lab(&spec, setup, work, say).await?;
             }
         }
         let mut states = Vec::new();
@@ -360,16 +365,15 @@ fn lab_key(spec: &LabSpec, image_states: &[saved::Saved], setup: &[Setup]) -> St
     hex::encode(&h.finalize()[..8])
 }
 
-/// Start the lab the per-image way, run `setup`, pause every guest at one moment, and save
-/// each one's machine state and frozen disk into `dest`.
+/// Start the lab the per-image way in `work`, run `setup`, pause every guest at one moment,
+/// and save each one's machine state and frozen disk; then publish them as the lab state.
 async fn save_lab(
     spec: &LabSpec,
     setup: &[Setup],
-    dest: &std::path::Path,
+    work: Work<'_>,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), VmError> {
-    let work = dest.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&work);
+    let dir = work.path();
     say("saving a lab state (the lab, set up, paused at one moment)");
     let run = LabSpec {
         segment: spec.segment.clone(),
@@ -382,7 +386,7 @@ async fn save_lab(
             })
             .collect(),
         accel: spec.accel,
-        dir: work.join("run"),
+        dir: dir.join("run"),
         cache_root: spec.cache_root.clone(),
     };
     let mut lab = Lab::start(run, say).await?;
@@ -409,30 +413,22 @@ async fn save_lab(
     futures::future::try_join_all(lab.guests.iter_mut().map(|vm| vm.pause(scale(5)))).await?;
     let io = |e: std::io::Error| lab_err(format!("writing the lab state: {e}"));
     for vm in &mut lab.guests {
-        let gdir = work.join("state").join(&vm.name);
+        let gdir = dir.join("state").join(&vm.name);
         std::fs::create_dir_all(&gdir).map_err(io)?;
         vm.save_state(&gdir.join("state"), scale(20)).await?;
     }
     let names: Vec<String> = lab.guests.iter().map(|g| g.name.clone()).collect();
     lab.stop().await;
     for name in &names {
-        let gdir = work.join("state").join(name);
         std::fs::rename(
-            work.join("run").join("guests").join(name).join("disk.qcow2"),
-            gdir.join("disk.qcow2"),
+            dir.join("run").join("guests").join(name).join("disk.qcow2"),
+            dir.join("state").join(name).join("disk.qcow2"),
         )
         .map_err(io)?;
-        for f in ["disk.qcow2", "state"] {
-            std::fs::File::open(gdir.join(f))
-                .and_then(|f| f.sync_all())
-                .map_err(io)?;
-        }
     }
     let meta = serde_json::json!({ "guests": names, "setup": setup.iter().map(|s| [&s.guest, &s.script]).collect::<Vec<_>>() });
-    std::fs::write(work.join("state").join("lab.json"), meta.to_string()).map_err(io)?;
-    std::fs::create_dir_all(dest.parent().expect("labs folder")).map_err(io)?;
-    std::fs::rename(work.join("state"), dest).map_err(io)?;
-    let _ = std::fs::remove_dir_all(&work);
+    std::fs::write(dir.join("state").join("lab.json"), meta.to_string()).map_err(io)?;
+    work.publish("state").map_err(io)?;
     Ok(())
 }
 

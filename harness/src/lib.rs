@@ -17,5 +17,6 @@ pub mod shell;
 pub mod shquote;
 pub mod sockets;
 pub mod span;
+pub mod store;
 pub mod suite;
 pub mod wire;

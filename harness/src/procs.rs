@@ -127,6 +127,14 @@ impl Drop for Group {
     }
 }
 
+/// The last `n` lines of a child's log (its stderr, console or build log): what a person
+/// needs to see why it failed. Empty if the file cannot be read.
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

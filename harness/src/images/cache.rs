@@ -1,17 +1,13 @@
 //! The content-addressed image cache.
 //!
 //! Layout under the cache root (`$FAULTLINE_CACHE`, else `$XDG_CACHE_HOME/faultline`, else
-//! `~/.cache/faultline`):
+//! `~/.cache/faultline`): `images/` is a [`Store`] whose entries are `<name>-<key>/`
+//! (vmlinuz, initrd.img, root.qcow2, manifest.json, build.log), built under
+//! `images/.tmp/<name>-<key>/` while holding `images/.lock-<name>-<key>`; different images
+//! build in parallel. Saved states (`states/`) and whole-lab states (`labs/`) are stores too.
 //!
-//! ```text
-//! images/<name>-<key>/     a finished image: vmlinuz, initrd.img, root.qcow2, manifest.json, build.log
-//! images/.tmp/<name>-<key>/ a build in progress (removed when it ends, swept by the next build of it)
-//! images/.lock-<name>-<key> held while building that entry, so two builds never write it at
-//!                          once; different images build in parallel
-//! ```
-//!
-//! Architecture invariant: an entry directory exists only once it is complete: it is renamed
-//! into place as the last step of a build, after its manifest is written and synced.
+//! Architecture invariant: an entry directory exists only once it is complete (the store's
+//! rule), and its key does not depend on where the project is checked out.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -22,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::images::plan;
 use crate::recipe::{Kernel, Recipe};
+use crate::store::Store;
 
 /// Bump when the build changes in a way the recipe and the generated script don't show.
 const BUILDER_VERSION: &str = "faultline-image-1";
@@ -126,100 +123,9 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-/// An exclusive lock on one cache entry, held while building it. Released on drop (and by
-/// the kernel if the process dies).
-pub struct Lock {
-    _file: File,
-}
-
-impl Lock {
-    /// Wait for the entry's lock: a second `images build` waits for the first and then finds
-    /// its entry.
-    pub fn acquire(images_dir: &Path, entry: &str) -> io::Result<Lock> {
-        Lock::take(images_dir, entry, true).map(|l| l.expect("a blocking lock is always taken"))
-    }
-
-    /// The entry's lock if nobody holds it, without waiting.
-    pub fn try_acquire(images_dir: &Path, entry: &str) -> io::Result<Option<Lock>> {
-        Lock::take(images_dir, entry, false)
-    }
-
-    fn take(images_dir: &Path, entry: &str, wait: bool) -> io::Result<Option<Lock>> {
-        use std::os::fd::AsRawFd;
-        std::fs::create_dir_all(images_dir)?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(images_dir.join(format!(".lock-{entry}")))?;
-        let op = if wait {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_EX | libc::LOCK_NB
-        };
-        if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(None)
-            } else {
-                Err(e)
-            };
-        }
-        Ok(Some(Lock { _file: file }))
-    }
-}
-
-/// Remove a build's work folder. A build killed in root mode leaves mmdebstrap's /proc, /sys,
-/// /dev/pts and /dev/shm mounts inside it: those are detached first, deepest first, so that
-/// removing the folder never reaches into a mounted file system.
-pub fn remove_work_dir(dir: &Path) -> io::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let dir = dir.canonicalize()?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut under: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
-        .filter(|p| p.starts_with(&dir))
-        .collect();
-    under.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for m in &under {
-        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-    }
-    std::fs::remove_dir_all(&dir)
-}
-
-/// /proc/self/mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape_mount_path(s: &str) -> PathBuf {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    use std::os::unix::ffi::OsStringExt;
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
-/// Remove the work folders of builds that were killed: those whose entry lock nobody holds.
+/// Remove the work folders of image builds that were killed (see [`Store::sweep_stale`]).
 pub fn sweep_stale(images_dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(images_dir.join(".tmp")) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let entry = e.file_name().to_string_lossy().into_owned();
-        if let Ok(Some(_lock)) = Lock::try_acquire(images_dir, &entry) {
-            let _ = remove_work_dir(&e.path());
-        }
-    }
+    Store::new(images_dir).sweep_stale();
 }
 
 #[cfg(test)]
@@ -229,13 +135,6 @@ mod tests {
     fn project_recipe(name: &str) -> Recipe {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         crate::recipe::load(&root.join("images").join(format!("{name}.toml"))).unwrap()
-    }
-
-    #[test]
-    fn mount_paths_are_unescaped() {
-        assert_eq!(unescape_mount_path("/a\\040b/c"), PathBuf::from("/a b/c"));
-        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
-        assert_eq!(unescape_mount_path("/end\\04"), PathBuf::from("/end\\04"));
     }
 
     #[test]

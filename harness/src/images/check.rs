@@ -1,6 +1,9 @@
 //! `faultline images check`: boot each image and confirm, through its guest agent, that it is
 //! what its manifest says: the kernel release, the role's services active, and every package
 //! at the recorded version.
+//!
+//! It lives with images, one floor above `qemu`: it needs an image's manifest and drives a
+//! [`Machine`], and nothing in `qemu` may know about images.
 
 use std::path::Path;
 use std::time::Duration;

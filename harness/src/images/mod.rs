@@ -1,14 +1,18 @@
 //! Guest images: recipe → cached artifacts (kernel, initrd, root qcow2, manifest).
 //!
-//! [`plan`] says what a build runs (pure), [`cache`] where results live and what they are
-//! keyed by, and this module runs the build and publishes the entry.
+//! [`plan`] says what a build runs (pure), [`cache`] what results are keyed by, and this
+//! module runs the build and publishes the entry into a [`Store`]. [`check`] boots a built
+//! image and compares it with its manifest.
+//!
+//! Floors: images sits above `qemu` (an [`Image`] is a [`qemu::Bootable`], and the check
+//! drives a [`qemu::Machine`]); nothing in `qemu` knows about images.
 
 pub mod cache;
 pub mod check;
 pub mod plan;
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::hosttools::{self, Missing};
 use crate::procs;
+use crate::qemu;
 use crate::recipe::{self, Kernel, Recipe, RecipeError};
+use crate::store::Store;
 
 /// What a built image is, as written to `manifest.json` next to its artifacts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +72,29 @@ impl Image {
             dir: dir.to_path_buf(),
             manifest,
         })
+    }
+}
+
+/// What QEMU boots of an image: its files, its kernel command line, and its recipe hash as
+/// the identity saved states are keyed by.
+impl qemu::Bootable for Image {
+    fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    fn hash(&self) -> &str {
+        &self.manifest.recipe_hash
+    }
+    fn kernel(&self) -> PathBuf {
+        Image::kernel(self)
+    }
+    fn initrd(&self) -> PathBuf {
+        Image::initrd(self)
+    }
+    fn root(&self) -> PathBuf {
+        Image::root(self)
+    }
+    fn cmdline(&self) -> &str {
+        &self.manifest.cmdline
     }
 }
 
@@ -148,7 +177,7 @@ pub fn load_recipes(dir: &Path, names: &[String]) -> Result<Vec<Recipe>, RecipeE
 /// The cached image for `recipe`, if it has been built.
 pub fn lookup(recipe: &Recipe, cache_root: &Path) -> Result<Image, BuildError> {
     let key = cache::key(recipe).map_err(|e| io_err(recipe, "hashing the recipe's files", e))?;
-    let dir = entry_dir(cache_root, recipe, &key);
+    let dir = store(cache_root).entry(&entry_name(recipe, &key));
     if dir.join("manifest.json").is_file() {
         Image::open(&dir).map_err(|e| io_err(recipe, "reading its manifest", e))
     } else {
@@ -159,8 +188,13 @@ pub fn lookup(recipe: &Recipe, cache_root: &Path) -> Result<Image, BuildError> {
     }
 }
 
-fn entry_dir(cache_root: &Path, recipe: &Recipe, key: &str) -> PathBuf {
-    cache_root.join("images").join(format!("{}-{key}", recipe.name))
+/// Where built images live under the cache root.
+fn store(cache_root: &Path) -> Store {
+    Store::new(cache_root.join("images"))
+}
+
+fn entry_name(recipe: &Recipe, key: &str) -> String {
+    format!("{}-{key}", recipe.name)
 }
 
 fn io_err(recipe: &Recipe, context: &str, source: io::Error) -> BuildError {
@@ -210,10 +244,11 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
     }
     hosttools::require(&[hosttools::MMDEBSTRAP, hosttools::MKFS_EXT4, hosttools::QEMU_IMG])?;
     let key = cache::key(recipe).map_err(|e| io_err(recipe, "hashing the recipe's files", e))?;
-    let images_dir = cache_root.join("images");
-    cache::sweep_stale(&images_dir);
-    let entry = format!("{}-{key}", recipe.name);
-    let _lock = cache::Lock::acquire(&images_dir, &entry)
+    let store = store(cache_root);
+    store.sweep_stale();
+    let entry = entry_name(recipe, &key);
+    let lock = store
+        .lock(&entry)
         .map_err(|e| io_err(recipe, "locking the cache entry", e))?;
     // Another build may have finished it while we waited for the lock.
     if let Ok(image) = lookup(recipe, cache_root) {
@@ -222,17 +257,14 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
             cache_hit: true,
         });
     }
-    // Holding the entry's lock, nobody else is building it: a work folder for it is left
-    // over from a build that was killed, and goes.
-    let work = images_dir.join(".tmp").join(&entry);
-    cache::remove_work_dir(&work).map_err(|e| io_err(recipe, "removing a killed build's work folder", e))?;
-    let result = build_in(recipe, &key, &work, say);
-    match result {
+    let work = lock
+        .work()
+        .map_err(|e| io_err(recipe, "removing a killed build's work folder", e))?;
+    match build_in(recipe, &key, work.path(), say) {
         Ok(manifest) => {
-            let dest = entry_dir(cache_root, recipe, &key);
-            std::fs::rename(work.join("out"), &dest)
+            let dest = work
+                .publish("out")
                 .map_err(|e| io_err(recipe, "publishing the entry", e))?;
-            let _ = std::fs::remove_dir_all(&work);
             Ok(Built {
                 image: Image { dir: dest, manifest },
                 cache_hit: false,
@@ -240,10 +272,10 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
         }
         Err(e) => {
             // Keep the log where the user can read it, outside the half-made entry.
-            let log = work.join("out").join("build.log");
-            let kept = images_dir.join(format!("{}-failed-build.log", recipe.name));
+            let log = work.path().join("out").join("build.log");
+            let kept = store.dir().join(format!("{}-failed-build.log", recipe.name));
             let _ = std::fs::rename(&log, &kept);
-            let _ = cache::remove_work_dir(&work);
+            let _ = work.discard();
             Err(match e {
                 BuildError::Tool {
                     name,
@@ -392,19 +424,12 @@ fn build_in(
         built_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         faultline_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let mut f = std::fs::File::create(out.join("manifest.json")).map_err(ioe("writing the manifest"))?;
-    f.write_all(
-        serde_json::to_string_pretty(&manifest)
-            .expect("manifest serializes")
-            .as_bytes(),
+    // Synced with the artifacts when the store publishes the entry.
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest).expect("manifest serializes"),
     )
-    .and_then(|_| f.sync_all())
     .map_err(ioe("writing the manifest"))?;
-    for a in ["vmlinuz", "initrd.img", "root.qcow2"] {
-        std::fs::File::open(out.join(a))
-            .and_then(|f| f.sync_all())
-            .map_err(ioe("syncing artifacts"))?;
-    }
     Ok(manifest)
 }
 
@@ -430,7 +455,7 @@ fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Resul
                 tool: tool.to_string(),
                 status: format!("killed: {t}"),
                 log: log.to_path_buf(),
-                tail: tail(log, 20),
+                tail: procs::tail(log, 20),
             });
         }
     };
@@ -440,17 +465,10 @@ fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Resul
             tool: tool.to_string(),
             status: status.to_string(),
             log: log.to_path_buf(),
-            tail: explain_apt(&tail(log, 20)),
+            tail: explain_apt(&procs::tail(log, 20)),
         });
     }
     Ok(())
-}
-
-/// The last `n` lines of a file.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// apt's way of saying a pin is gone from the mirror, turned into what to do about it.

@@ -12,8 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
-use crate::images::{tail, Image};
-use crate::procs;
+use crate::procs::{self, tail};
 pub use agent::{Agent, ExecOutput};
 pub use argv::{MachineSpec, Nic, NicBackend};
 pub use qmp::Qmp;
@@ -40,10 +39,27 @@ impl VmError {
     }
 }
 
+/// What a guest boots: a disk image with the kernel and initrd that start it. Built images
+/// provide it; this floor needs nothing else of them. (`Sync`: a start is awaited on a
+/// multi-threaded runtime.)
+pub trait Bootable: Sync {
+    /// The image's name (a saved state is named after it).
+    fn name(&self) -> &str;
+    /// What identifies the image's contents: equal hashes mean equal files (saved states are
+    /// keyed by it).
+    fn hash(&self) -> &str;
+    fn kernel(&self) -> PathBuf;
+    fn initrd(&self) -> PathBuf;
+    /// The root disk (qcow2); every start puts a throwaway overlay on it.
+    fn root(&self) -> PathBuf;
+    /// The kernel command line the image boots with.
+    fn cmdline(&self) -> &str;
+}
+
 /// What to start.
 pub struct Launch<'a> {
     pub name: String,
-    pub image: &'a Image,
+    pub image: &'a dyn Bootable,
     pub accel: Accel,
     pub cpus: u32,
     pub memory_mib: u32,
@@ -106,7 +122,7 @@ impl Machine {
             memory_mib: l.memory_mib,
             kernel: l.image.kernel(),
             initrd: l.image.initrd(),
-            cmdline: format!("{} {}", l.image.manifest.cmdline, l.extra_cmdline)
+            cmdline: format!("{} {}", l.image.cmdline(), l.extra_cmdline)
                 .trim()
                 .to_string(),
             disk,

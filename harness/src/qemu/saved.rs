@@ -7,7 +7,8 @@
 //! QEMU's version, the accelerator, the machine size and the shape of the QEMU command line,
 //! so any of those changing makes a new state.
 //!
-//! Architecture invariant: as with images, an entry folder exists only when complete.
+//! Architecture invariant: `states/` is a [`Store`]: an entry folder exists only when
+//! complete, and concurrent runs wait for one save of each state.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::accel::Accel;
-use crate::images::{cache, Image};
-use crate::qemu::{argv, Launch, Machine, MachineSpec, Nic, NicBackend, VmError};
+use crate::qemu::{argv, Bootable, Launch, Machine, MachineSpec, Nic, NicBackend, VmError};
+use crate::store::Store;
 
 /// Machine size every saved state (and so every lab guest) has.
 /// One vCPU: a lab is three or more guests on a two-core host under TCG, and more vCPU
@@ -82,7 +83,7 @@ pub fn qemu_version() -> String {
 }
 
 /// The key of the saved state for `image` under `accel`.
-pub fn key(image: &Image, accel: Accel) -> String {
+pub fn key(image: &dyn Bootable, accel: Accel) -> String {
     // The command line's shape: everything but paths, from a spec with fixed placeholders.
     let shape = argv::argv(&MachineSpec {
         name: "guest".into(),
@@ -91,7 +92,7 @@ pub fn key(image: &Image, accel: Accel) -> String {
         memory_mib: MEMORY_MIB,
         kernel: "/k".into(),
         initrd: "/i".into(),
-        cmdline: image.manifest.cmdline.clone(),
+        cmdline: image.cmdline().to_string(),
         disk: "/d".into(),
         qmp_socket: "/q".into(),
         agent_socket: "/a".into(),
@@ -100,24 +101,25 @@ pub fn key(image: &Image, accel: Accel) -> String {
         incoming: None,
     });
     let mut h = Sha256::new();
-    for part in [
-        image.manifest.recipe_hash.as_str(),
-        &qemu_version(),
-        &shape.join("\u{1}"),
-    ] {
+    for part in [image.hash(), &qemu_version(), &shape.join("\u{1}")] {
         h.update(part.as_bytes());
         h.update([0]);
     }
     hex::encode(&h.finalize()[..8])
 }
 
-fn entry(image: &Image, accel: Accel) -> String {
-    format!("{}-{}", image.manifest.name, key(image, accel))
+/// Where saved states live under the cache root.
+fn store(cache_root: &Path) -> Store {
+    Store::new(cache_root.join("states"))
+}
+
+fn entry(image: &dyn Bootable, accel: Accel) -> String {
+    format!("{}-{}", image.name(), key(image, accel))
 }
 
 /// The saved state for `image`, if there is one.
-pub fn lookup(cache_root: &Path, image: &Image, accel: Accel) -> Option<Saved> {
-    let dir = cache_root.join("states").join(entry(image, accel));
+pub fn lookup(cache_root: &Path, image: &dyn Bootable, accel: Accel) -> Option<Saved> {
+    let dir = store(cache_root).entry(&entry(image, accel));
     let meta = std::fs::read_to_string(dir.join("meta.json")).ok()?;
     Some(Saved {
         meta: serde_json::from_str(&meta).ok()?,
@@ -128,37 +130,37 @@ pub fn lookup(cache_root: &Path, image: &Image, accel: Accel) -> Option<Saved> {
 /// The saved state for `image`, booting and saving it first if there is none.
 pub async fn ensure(
     cache_root: &Path,
-    image: &Image,
+    image: &dyn Bootable,
     accel: Accel,
     say: &mut dyn FnMut(&str),
 ) -> Result<Saved, VmError> {
     if let Some(s) = lookup(cache_root, image, accel) {
         return Ok(s);
     }
-    let states = cache_root.join("states");
+    let states = store(cache_root);
     let name = entry(image, accel);
-    let fail = |what: String| VmError::new(&image.manifest.name, what);
-    // The same per-entry lock as image builds: concurrent runs wait for one save.
-    let _lock = cache::Lock::acquire(&states, &name).map_err(|e| fail(format!("locking {name}: {e}")))?;
+    let fail = |what: String| VmError::new(image.name(), what);
+    let lock = states
+        .lock(&name)
+        .map_err(|e| fail(format!("locking {name}: {e}")))?;
     if let Some(s) = lookup(cache_root, image, accel) {
         return Ok(s);
     }
-    let work = states.join(".tmp").join(&name);
-    let _ = std::fs::remove_dir_all(&work);
+    let work = lock.work().map_err(|e| fail(format!("preparing {name}: {e}")))?;
     say(&format!(
         "saving a ready state of {} (one cold boot)",
-        image.manifest.name
+        image.name()
     ));
     let started = Instant::now();
     let mut vm = Machine::start(Launch {
-        name: image.manifest.name.clone(),
+        name: image.name().to_string(),
         image,
         accel,
         cpus: CPUS,
         memory_mib: MEMORY_MIB,
         extra_cmdline: String::new(),
         nics: vec![lab_nic(NicBackend::Unplugged)],
-        dir: work.clone(),
+        dir: work.path().to_path_buf(),
         restore: None,
     })
     .await?;
@@ -186,20 +188,20 @@ pub async fn ensure(
     .await?;
     let boot = started.elapsed();
     let t = Instant::now();
-    let state_tmp = work.join("state.tmp");
+    let state_tmp = work.path().join("state.tmp");
     let saved = vm.save_state(&state_tmp, scale(20)).await;
     vm.shutdown().await;
     saved?;
     let save = t.elapsed();
 
-    let out = work.join("out");
+    let out = work.path().join("out");
     let io = |e: std::io::Error| fail(format!("writing the saved state: {e}"));
     std::fs::create_dir_all(&out).map_err(io)?;
-    std::fs::rename(work.join("disk.qcow2"), out.join("disk.qcow2")).map_err(io)?;
+    std::fs::rename(work.path().join("disk.qcow2"), out.join("disk.qcow2")).map_err(io)?;
     std::fs::rename(&state_tmp, out.join("state")).map_err(io)?;
     let meta = SavedMeta {
-        image: image.manifest.name.clone(),
-        image_hash: image.manifest.recipe_hash.clone(),
+        image: image.name().to_string(),
+        image_hash: image.hash().to_string(),
         key: key(image, accel),
         accel,
         qemu_version: qemu_version(),
@@ -213,17 +215,10 @@ pub async fn ensure(
         serde_json::to_string_pretty(&meta).expect("serializes"),
     )
     .map_err(io)?;
-    for f in ["disk.qcow2", "state", "meta.json"] {
-        std::fs::File::open(out.join(f))
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-    }
-    let dest = states.join(&name);
-    std::fs::rename(&out, &dest).map_err(io)?;
-    let _ = std::fs::remove_dir_all(&work);
+    let dest = work.publish("out").map_err(io)?;
     say(&format!(
         "saved {} in {:.1} s (boot {:.1} s, save {:.1} s)",
-        image.manifest.name,
+        image.name(),
         started.elapsed().as_secs_f64(),
         meta.boot_s,
         meta.save_s

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 
+use super::escape::html as esc;
 use super::{ArmRecord, Event, EventKind, RunRecord};
 use crate::case::Verdict;
 
@@ -758,31 +759,6 @@ fn fit(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
-}
-
-/// HTML escaping of hostile text. Controls and noncharacters are parse errors in HTML (and a
-/// NUL is silently dropped or replaced differently by each browser), so they become U+FFFD;
-/// tab, newline and carriage return stay.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if forbidden(c) => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn forbidden(c: char) -> bool {
-    let u = u32::from(c);
-    u < 0x20 || (0x7f..=0x9f).contains(&u) || (0xfdd0..=0xfdef).contains(&u) || u & 0xfffe == 0xfffe
 }
 
 #[cfg(test)]

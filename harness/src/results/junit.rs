@@ -3,8 +3,9 @@
 //! An arm "passes" in JUnit terms when it met its expectation, so an expected failure that
 //! failed for its stated reason is green in CI; its finding still shows in `<system-out>`.
 //! Everything written here may hold guest-derived text, so every piece of it goes through
-//! [`escape`].
+//! [`attr`] or [`text`].
 
+use super::escape::{xml_attr as attr, xml_text as text};
 use super::{ArmRecord, RunRecord};
 use crate::case::Verdict;
 
@@ -151,46 +152,6 @@ fn failure_body(arm: &ArmRecord) -> String {
 fn seconds(s: f64) -> String {
     let s = if s.is_finite() && s > 0.0 { s } else { 0.0 };
     format!("{s:.3}")
-}
-
-fn attr(s: &str) -> String {
-    escape(s, true)
-}
-
-fn text(s: &str) -> String {
-    escape(s, false)
-}
-
-/// XML 1.0 escaping of hostile text. Characters XML 1.0 forbids (most C0 controls, U+FFFE,
-/// U+FFFF) would make the whole file unparseable, so they and the discouraged ones (C1
-/// controls, noncharacters) become U+FFFD. In attributes, whitespace other than a space is
-/// written as a character reference because parsers normalize it to spaces otherwise; `\r` in
-/// text likewise, since parsers turn it into `\n`.
-fn escape(s: &str, in_attr: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => out.push_str("&#13;"),
-            '\n' if in_attr => out.push_str("&#10;"),
-            '\t' if in_attr => out.push_str("&#9;"),
-            '\n' | '\t' => out.push(c),
-            c if forbidden(c) => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Controls and noncharacters: never meaningful in a report, and either illegal or discouraged
-/// in XML 1.0.
-fn forbidden(c: char) -> bool {
-    let u = u32::from(c);
-    u < 0x20 || (0x7f..=0x9f).contains(&u) || (0xfdd0..=0xfdef).contains(&u) || u & 0xfffe == 0xfffe
 }
 
 #[cfg(test)]
@@ -346,10 +307,10 @@ pub(super) mod tests {
         let xml = render(&fixture());
         assert!(!xml.contains("<script"));
         assert!(!xml.contains('\u{0}') && !xml.contains('\u{7}'));
-        assert_eq!(escape("a\r\n\tb", true), "a&#13;&#10;&#9;b");
-        assert_eq!(escape("a\r\n\tb", false), "a&#13;\n\tb");
+        assert_eq!(attr("a\r\n\tb"), "a&#13;&#10;&#9;b");
+        assert_eq!(text("a\r\n\tb"), "a&#13;\n\tb");
         assert_eq!(
-            escape("\u{1b}[31m\u{85}\u{fffe}\u{1fffe}ok", false),
+            text("\u{1b}[31m\u{85}\u{fffe}\u{1fffe}ok"),
             "\u{fffd}[31m\u{fffd}\u{fffd}\u{fffd}ok"
         );
     }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::case::Verdict;
 
+mod escape;
 pub mod html;
 pub mod junit;
 
