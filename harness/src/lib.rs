@@ -5,6 +5,7 @@ pub mod accel;
 pub mod bench;
 pub mod case;
 pub mod disks;
+pub mod exit;
 pub mod hosttools;
 pub mod images;
 pub mod lab;
