@@ -41,6 +41,11 @@ pub struct Missing {
     pub tool: Tool,
 }
 
+impl Missing {
+    /// A missing tool is a broken host (README.md: exit 3).
+    pub const EXIT_CODE: u8 = crate::exit::Exit::Broken.code();
+}
+
 /// Where `tool` is, looking in PATH and then in the sbin folders a non-root PATH lacks.
 pub fn find(tool: Tool) -> Result<PathBuf, Missing> {
     let path = std::env::var_os("PATH").unwrap_or_default();

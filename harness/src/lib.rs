@@ -4,7 +4,10 @@
 pub mod accel;
 pub mod bench;
 pub mod case;
+pub mod commands;
+pub mod console;
 pub mod disks;
+pub mod exit;
 pub mod hosttools;
 pub mod images;
 pub mod lab;

@@ -28,6 +28,11 @@ pub enum RecipeError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+impl RecipeError {
+    /// A rejected recipe is input (README.md: exit 2, nothing built).
+    pub const EXIT_CODE: u8 = crate::exit::Exit::Input.code();
+}
+
 /// A validated image recipe, with every host path absolute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Recipe {

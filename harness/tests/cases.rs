@@ -24,8 +24,8 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The run folder all trials of this process share, made on the first trial that runs.
-static RUN: OnceLock<Mutex<Option<suite::RunDir>>> = OnceLock::new();
+/// The run all trials of this process share, its folder made on the first trial that runs.
+static RUN: OnceLock<Mutex<Option<suite::Runner>>> = OnceLock::new();
 /// One arm at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 static ACCEL: OnceLock<accel::Decision> = OnceLock::new();
@@ -85,6 +85,18 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
+/// The trials' console: everything on stderr (stdout is libtest's).
+struct Stderr;
+
+impl faultline::console::Console for Stderr {
+    fn out(&self, line: &str) {
+        eprintln!("{line}");
+    }
+    fn note(&self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
 fn run_trial(
     case: &case::Case,
     arm: &str,
@@ -93,43 +105,31 @@ fn run_trial(
 ) -> Result<(), Failed> {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let arm = case.arm(arm).expect("the trial's arm exists");
-    let decision = ACCEL.get_or_init(|| {
-        let d = accel::decide(None, imgs.values().next().map(|i| i.kernel()).as_deref());
-        eprintln!("accelerator: {} ({})", d.accel.as_str(), d.reason);
-        d
-    });
+    let decision = ACCEL.get_or_init(|| suite::decide_accel(None, imgs.values().next(), &Stderr));
     let run_lock = RUN.get_or_init(|| Mutex::new(None));
-    let mut run_dir = run_lock.lock().unwrap_or_else(|p| p.into_inner());
-    if run_dir.is_none() {
-        let rd = suite::RunDir::create(
+    let mut runner = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+    if runner.is_none() {
+        let r = suite::Runner::create(
             &project_root().join("results"),
             "test-",
             decision.accel,
+            cache.to_path_buf(),
             "cargo test --test cases".into(),
         )
         .map_err(|e| format!("creating the run folder: {e}"))?;
-        *run_dir = Some(rd);
+        *runner = Some(r);
     }
-    let rd = run_dir.as_mut().expect("just made");
-    let mut versions = suite::versions(&imgs.values().collect::<Vec<_>>(), decision.accel);
-    versions.append(&mut rd.record.versions);
-    rd.record.versions = versions;
-    let env = run::Env {
-        cache_root: cache.to_path_buf(),
-        accel: decision.accel,
-        keep: false,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let rerun = suite::rerun_command(case, Some(&arm.name), decision.accel);
-    let result = rt.block_on(run::run_arm(&env, case, arm, imgs, &rd.dir, rerun, &mut |l| {
-        eprintln!("  {l}")
-    }));
-    let r = result.record.clone();
-    rd.add(result.record)
-        .map_err(|e| format!("writing {}: {e}", rd.dir.display()))?;
+    let runner = runner.as_mut().expect("just made");
+    runner.add_versions(&imgs.values().collect::<Vec<_>>());
+    // No signal stops a trial: SIGINT ends the test binary as it would any, and the guests
+    // die with it (procs::spawn's parent-death signal).
+    let never = std::future::pending::<&'static str>();
+    let ran = suite::runtime()
+        .block_on(runner.arm(case, arm, imgs, false, never, &mut |l| eprintln!("  {l}")))
+        .expect("only a signal interrupts an arm, and a trial waits for none");
+    let r = ran.record.clone();
+    runner.record(ran).map_err(|e| e.to_string())?;
+    let rd = &runner.run_dir;
     eprintln!(
         "  {}::{}: {} (expected {}), {:.1} s, {}",
         r.case,

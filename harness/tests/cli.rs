@@ -211,3 +211,148 @@ fn an_unknown_arm_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no case here has an arm named nonesuch"), "{err}");
 }
+
+fn project_cases() -> String {
+    format!("{}/../cases", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn an_unknown_case_name_is_a_usage_error_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let cases = project_cases();
+    for args in [
+        vec!["list", "nosuch", "--cases-dir", &cases],
+        vec![
+            "run",
+            "nosuch",
+            "--cases-dir",
+            &cases,
+            "--results",
+            results.to_str().unwrap(),
+        ],
+    ] {
+        let out = faultline(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("error: {cases}/nosuch.toml: no such case file"),
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!results.exists());
+}
+
+#[test]
+fn a_bad_partition_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    for (partition, why) in [("3/2", "need 1 <= K <= N"), ("x", "a partition is K/N")] {
+        let out = faultline(
+            &[
+                "run",
+                "--partition",
+                partition,
+                "--results",
+                results.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{partition}: {err}");
+        assert!(err.contains(why), "{partition}: {err}");
+    }
+    assert!(!results.exists());
+}
+
+#[test]
+fn a_run_without_qemu_exits_3_naming_its_package_before_any_image_or_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    // The tools are looked for in PATH, then in the sbin folders; an empty PATH hides QEMU
+    // only when it is not in those.
+    let in_sbin = faultline::hosttools::find(faultline::hosttools::QEMU_SYSTEM).is_ok_and(|p| {
+        ["/usr/local/sbin", "/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| p.starts_with(d))
+    });
+    if in_sbin {
+        eprintln!("skipped: QEMU is in an sbin folder, which an empty PATH does not hide");
+        return;
+    }
+    let out = faultline(
+        &[
+            "run",
+            "smoke",
+            "--cases-dir",
+            &project_cases(),
+            "--recipes",
+            &project_images(),
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        &[
+            ("PATH", dir.path().to_str().unwrap()),
+            ("FAULTLINE_CACHE", cache.path().to_str().unwrap()),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: missing host tool `qemu-system-x86_64`: install it with `apt-get install qemu-system-x86`"
+    );
+    assert!(!results.exists());
+    assert!(std::fs::read_dir(cache.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn a_report_of_a_folder_without_a_run_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = faultline(&["report", dir.path().to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let prefix = format!("error: {}: ", dir.path().join("run.json").display());
+    assert!(err.starts_with(&prefix), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn a_shell_without_a_kept_lab_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().to_str().unwrap();
+    for args in [
+        vec!["shell", "imap1", "--run", run],
+        vec!["shell", "imap1", "--run", run, "-c", "true"],
+    ] {
+        let out = faultline(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("error: {run} has no kept lab (start one with `faultline run CASE --arm ARM --keep`)")
+        );
+    }
+}
+
+#[test]
+fn list_prints_every_arm_with_its_expectation_on_stdout_only() {
+    let out = faultline(&["list", "smoke", "--cases-dir", &project_cases()], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty());
+    let case = faultline::case::load(&Path::new(&project_cases()).join("smoke.toml")).unwrap();
+    assert_eq!(text.lines().count(), case.arms.len(), "{text}");
+    for (line, arm) in text.lines().zip(&case.arms) {
+        let head = format!("smoke::{}\texpect {}\t", arm.name, arm.expect.verdict());
+        assert!(line.starts_with(&head), "{line}");
+    }
+}

@@ -41,7 +41,7 @@ pub enum CaseError {
 
 impl CaseError {
     /// The exit code for a rejected case (README.md: usage or input error, nothing started).
-    pub const EXIT_CODE: i32 = 2;
+    pub const EXIT_CODE: u8 = crate::exit::Exit::Input.code();
 }
 
 /// Read and validate the case at `path`.

@@ -129,6 +129,16 @@ pub enum BuildError {
     NotBuilt { name: String, key: String },
 }
 
+impl BuildError {
+    /// A bad recipe is input (exit 2); anything else broke (exit 3).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BuildError::Recipe(_) => RecipeError::EXIT_CODE,
+            _ => crate::exit::Exit::Broken.code(),
+        }
+    }
+}
+
 /// The recipes in `dir` that describe images (fragments such as common.toml are skipped),
 /// sorted by file name.
 pub fn find_recipes(dir: &Path) -> Result<Vec<PathBuf>, RecipeError> {

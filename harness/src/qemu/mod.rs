@@ -28,6 +28,9 @@ pub struct VmError {
 }
 
 impl VmError {
+    /// A guest that fails is a broken lab (README.md: exit 3).
+    pub const EXIT_CODE: u8 = crate::exit::Exit::Broken.code();
+
     /// An error about `guest` with no QEMU files to show (before QEMU runs, or about the lab).
     pub fn new(guest: &str, what: impl Into<String>) -> VmError {
         VmError {

@@ -1,14 +1,9 @@
-//! A run of several arms: which cases and arms (selection, partitions), the run folder, the
-//! versions and re-run commands, and `run.json` rewritten after every arm. Shared by
-//! `faultline run` and the `cases` test binary.
+//! Which arms a run takes: case files from names and folders, then `--arm` and
+//! `--partition K/N`. Pure apart from reading the case files.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::accel::Accel;
 use crate::case::{self, Case, CaseError};
-use crate::images::Image;
-use crate::results::{self, ArmRecord, RunRecord};
 
 /// Where case files live in the project.
 pub const CASES_DIR: &str = "cases";
@@ -97,80 +92,5 @@ pub fn select(cases: &[Case], arm: Option<&str>, partition: Option<Partition>) -
             .filter(|(i, _)| i % p.n == p.k - 1)
             .map(|(_, x)| x)
             .collect(),
-    }
-}
-
-/// The command that runs one arm (or, with `arm` `None`, the case) again.
-pub fn rerun_command(case: &Case, arm: Option<&str>, accel: Accel) -> String {
-    let mut cmd = format!("faultline run {}", case.file.display());
-    if let Some(a) = arm {
-        cmd.push_str(&format!(" --arm {a}"));
-    }
-    cmd.push_str(&format!(" --accel {}", accel.as_str()));
-    cmd
-}
-
-/// What ran: the harness, QEMU, and each image's kernel and the packages the incident is
-/// about.
-pub fn versions(images: &[&Image], accel: Accel) -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
-    v.insert("faultline".into(), env!("CARGO_PKG_VERSION").into());
-    v.insert("qemu".into(), crate::qemu::saved::qemu_version());
-    v.insert("accel".into(), accel.as_str().into());
-    for img in images {
-        let m = &img.manifest;
-        v.insert(format!("{}.kernel", m.name), m.kernel_release.clone());
-        v.insert(format!("{}.recipe", m.name), m.recipe_hash.clone());
-        for p in [
-            "nfs-common",
-            "nfs-kernel-server",
-            "dovecot-core",
-            "qemu-guest-agent",
-        ] {
-            if let Some(ver) = m.packages.get(p) {
-                v.insert(format!("{}.{p}", m.name), ver.clone());
-            }
-        }
-    }
-    v
-}
-
-/// A run folder being filled: `run.json`, `junit.xml` and `report.html` are rewritten after
-/// every arm, and `latest` points at it from the start.
-pub struct RunDir {
-    pub dir: PathBuf,
-    pub record: RunRecord,
-}
-
-impl RunDir {
-    pub fn create(results: &Path, prefix: &str, accel: Accel, rerun: String) -> std::io::Result<RunDir> {
-        std::fs::create_dir_all(results)?;
-        let id = results::new_run_id(prefix);
-        let dir = results.join(&id);
-        std::fs::create_dir(&dir)?;
-        let _ = results::link_latest(results, &dir);
-        let record = RunRecord {
-            run_id: id,
-            started_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-            accel: accel.as_str().into(),
-            arms: Vec::new(),
-            versions: BTreeMap::new(),
-            rerun,
-        };
-        let rd = RunDir { dir, record };
-        rd.record.write(&rd.dir)?;
-        Ok(rd)
-    }
-
-    /// Add an arm (replacing an earlier record of the same case::arm) and rewrite the files.
-    pub fn add(&mut self, arm: ArmRecord) -> std::io::Result<()> {
-        self.record
-            .arms
-            .retain(|a| !(a.case == arm.case && a.arm == arm.arm));
-        self.record.arms.push(arm);
-        self.record.write(&self.dir)
     }
 }

@@ -1,0 +1,161 @@
+//! `faultline list` and `faultline run`: cases from names, their arms selected, and (for
+//! `run`) every selected arm through a [`Runner`] into one run folder.
+//!
+//! Architecture invariant: `run` starts nothing before every case is valid, every selected
+//! arm's image exists (built if missing) and the host tools are there: a bad case or name is
+//! exit 2 with no run folder, a run never starts half its arms and then finds one cannot be
+//! built.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::case::Case;
+use crate::console::Console;
+use crate::exit::{CommandError, Exit};
+use crate::images::{self, Image};
+use crate::results::ArmRecord;
+use crate::suite::{self, Interrupted, Partition, Runner};
+use crate::{hosttools, run};
+
+/// Load the named cases; a bad one is its `file:line:column: message`.
+fn load(names: &[String], cases_dir: &Path) -> Result<Vec<Case>, CommandError> {
+    let files = suite::case_files(names, cases_dir).map_err(CommandError::Input)?;
+    Ok(suite::load_cases(&files)?)
+}
+
+/// `faultline list`: every case::arm with its expected verdict and faults.
+pub fn list(names: &[String], cases_dir: &Path, console: &dyn Console) -> Result<Exit, CommandError> {
+    for c in &load(names, cases_dir)? {
+        for arm in &c.arms {
+            let faults = if arm.faults.is_empty() {
+                "no faults".to_string()
+            } else {
+                arm.faults.join(", ")
+            };
+            console.out(&format!(
+                "{}::{}\texpect {}\t{faults}",
+                c.name,
+                arm.name,
+                arm.expect.verdict()
+            ));
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// What `faultline run` was asked for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub common: super::Common,
+    /// Case files, folders or names (none: every case in `cases_dir`).
+    pub cases: Vec<String>,
+    pub cases_dir: PathBuf,
+    /// Only arms of this name.
+    pub arm: Option<String>,
+    /// Keep the last arm's lab up afterwards for `faultline shell` (until SIGINT/SIGTERM).
+    pub keep: bool,
+    pub partition: Option<Partition>,
+    /// Where run folders go.
+    pub results: PathBuf,
+}
+
+/// `faultline run`: exit 0 when every arm met its expectation, 1 when one did not, 3 when a
+/// lab broke or a signal stopped the run.
+pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> {
+    let cases = load(&o.cases, &o.cases_dir)?;
+    if let Some(arm) = &o.arm {
+        if !cases.iter().any(|c| c.arm(arm).is_some()) {
+            return Err(CommandError::Input(format!(
+                "no case here has an arm named {arm}"
+            )));
+        }
+    }
+    let chosen = suite::select(&cases, o.arm.as_deref(), o.partition);
+    let recipes = images::load_recipes(&o.common.recipes, &[])?;
+    hosttools::require(&[hosttools::QEMU_SYSTEM, hosttools::QEMU_IMG])?;
+    let cache = &o.common.cache;
+    // Images first (built if missing): a run never starts half its arms and then finds one
+    // cannot be built.
+    let mut arm_images = Vec::new();
+    for (ci, arm) in &chosen {
+        let case = &cases[*ci];
+        let arm = case.arm(arm).expect("selected arms exist");
+        let found = run::arm_images(case, arm, &recipes, cache, true, &mut |l| console.progress(l))
+            .map_err(|e| CommandError::Broken(format!("{}::{}: {e}", case.name, arm.name)))?;
+        arm_images.push(found);
+    }
+    let probe = arm_images.first().and_then(|m| m.values().next());
+    let decision = suite::decide_accel(o.common.accel, probe, console);
+    let rerun = suite::rerun_selection(&o.cases, o.arm.as_deref(), o.partition, decision.accel);
+    let mut runner = Runner::create(&o.results, "", decision.accel, cache.clone(), rerun).map_err(|e| {
+        CommandError::Broken(format!("creating the run folder in {}: {e}", o.results.display()))
+    })?;
+    runner.add_versions(&distinct(&arm_images));
+    console.note(&format!("results: {}", runner.run_dir.dir.display()));
+    let rt = suite::runtime();
+    let total = chosen.len();
+    let mut kept = None;
+    for (n, ((ci, arm_name), images)) in chosen.iter().zip(&arm_images).enumerate() {
+        let case = &cases[*ci];
+        let arm = case.arm(arm_name).expect("selected arms exist");
+        let turn = format!("[{}/{total}]", n + 1);
+        console.progress(&format!("{turn} {}::{}", case.name, arm.name));
+        let keep = o.keep && n + 1 == total;
+        let mut say = |l: &str| console.progress(&format!("{turn} {l}"));
+        let ran = match rt.block_on(runner.arm(case, arm, images, keep, suite::stop_signal(), &mut say)) {
+            Ok(r) => r,
+            Err(Interrupted(signal)) => {
+                console.note(&format!(
+                    "\ninterrupted by {signal}: partial results in {}",
+                    runner.run_dir.dir.display()
+                ));
+                return Ok(Exit::Broken);
+            }
+        };
+        console.done(&outcome(&ran.record));
+        kept = runner.record(ran)?;
+    }
+    console.out(&format!(
+        "{} of {total} arms met their expectation; report: {}",
+        total - runner.unmet,
+        runner.run_dir.dir.join("report.html").display()
+    ));
+    if let Some(lab) = kept {
+        rt.block_on(suite::serve_kept(
+            lab,
+            &runner.run_dir.dir,
+            decision.accel,
+            console,
+        ));
+    }
+    Ok(runner.exit())
+}
+
+/// Every image the arms use, once (by recipe hash).
+fn distinct(arm_images: &[BTreeMap<String, Image>]) -> Vec<&Image> {
+    let mut seen = BTreeMap::new();
+    for m in arm_images {
+        for i in m.values() {
+            seen.insert(i.manifest.recipe_hash.clone(), i);
+        }
+    }
+    seen.into_values().collect()
+}
+
+/// An arm's line in `faultline run`'s output, with the explanation when it was not met.
+fn outcome(r: &ArmRecord) -> String {
+    format!(
+        "{}::{}  {} (expected {}) {}  {:.1} s{}",
+        r.case,
+        r.arm,
+        r.verdict,
+        r.expected,
+        if r.met { "met" } else { "NOT MET" },
+        r.duration_s,
+        if r.met {
+            String::new()
+        } else {
+            format!("\n    {}", r.explanation)
+        }
+    )
+}

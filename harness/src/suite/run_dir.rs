@@ -1,0 +1,134 @@
+//! The run folder being filled (`run.json`, `junit.xml`, `report.html` after every arm;
+//! `results/latest`), the versions that ran, and the commands that run it again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::accel::Accel;
+use crate::case::Case;
+use crate::images::Image;
+use crate::results::{self, ArmRecord, RunRecord};
+
+use super::Partition;
+
+/// The command that runs one arm (or, with `arm` `None`, the case) again.
+pub fn rerun_command(case: &Case, arm: Option<&str>, accel: Accel) -> String {
+    rerun_selection(&[case.file.display().to_string()], arm, None, accel)
+}
+
+/// The command that runs a selection again: the case names, files or folders as given, the
+/// arm and partition, and the accelerator that was decided (a run's `rerun`).
+pub fn rerun_selection(
+    cases: &[String],
+    arm: Option<&str>,
+    partition: Option<Partition>,
+    accel: Accel,
+) -> String {
+    let mut cmd = String::from("faultline run");
+    for c in cases {
+        cmd.push(' ');
+        cmd.push_str(c);
+    }
+    if let Some(a) = arm {
+        cmd.push_str(&format!(" --arm {a}"));
+    }
+    if let Some(p) = partition {
+        cmd.push_str(&format!(" --partition {}/{}", p.k, p.n));
+    }
+    cmd.push_str(&format!(" --accel {}", accel.as_str()));
+    cmd
+}
+
+/// What ran: the harness, QEMU, and each image's kernel and the packages the incident is
+/// about.
+pub fn versions(images: &[&Image], accel: Accel) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("faultline".into(), env!("CARGO_PKG_VERSION").into());
+    v.insert("qemu".into(), crate::qemu::saved::qemu_version());
+    v.insert("accel".into(), accel.as_str().into());
+    for img in images {
+        let m = &img.manifest;
+        v.insert(format!("{}.kernel", m.name), m.kernel_release.clone());
+        v.insert(format!("{}.recipe", m.name), m.recipe_hash.clone());
+        for p in [
+            "nfs-common",
+            "nfs-kernel-server",
+            "dovecot-core",
+            "qemu-guest-agent",
+        ] {
+            if let Some(ver) = m.packages.get(p) {
+                v.insert(format!("{}.{p}", m.name), ver.clone());
+            }
+        }
+    }
+    v
+}
+
+/// A run folder being filled: `run.json`, `junit.xml` and `report.html` are rewritten after
+/// every arm, and `latest` points at it from the start.
+pub struct RunDir {
+    pub dir: PathBuf,
+    pub record: RunRecord,
+}
+
+impl RunDir {
+    pub fn create(results: &Path, prefix: &str, accel: Accel, rerun: String) -> std::io::Result<RunDir> {
+        std::fs::create_dir_all(results)?;
+        let id = results::new_run_id(prefix);
+        let dir = results.join(&id);
+        std::fs::create_dir(&dir)?;
+        let _ = results::link_latest(results, &dir);
+        let record = RunRecord {
+            run_id: id,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            accel: accel.as_str().into(),
+            arms: Vec::new(),
+            versions: BTreeMap::new(),
+            rerun,
+        };
+        let rd = RunDir { dir, record };
+        rd.record.write(&rd.dir)?;
+        Ok(rd)
+    }
+
+    /// Add an arm (replacing an earlier record of the same case::arm) and rewrite the files.
+    pub fn add(&mut self, arm: ArmRecord) -> std::io::Result<()> {
+        self.record
+            .arms
+            .retain(|a| !(a.case == arm.case && a.arm == arm.arm));
+        self.record.arms.push(arm);
+        self.record.write(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_is_run_again_as_it_was_asked_for() {
+        let names = ["smoke".to_string(), "cases/wip".to_string()];
+        let p = Partition { k: 1, n: 2 };
+        assert_eq!(
+            rerun_selection(&names, Some("baseline"), Some(p), Accel::Tcg),
+            "faultline run smoke cases/wip --arm baseline --partition 1/2 --accel tcg"
+        );
+        assert_eq!(
+            rerun_selection(&[], None, None, Accel::Kvm),
+            "faultline run --accel kvm"
+        );
+    }
+
+    #[test]
+    fn an_arm_is_run_again_from_its_case_file() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/smoke.toml");
+        let case = crate::case::load(&file).unwrap();
+        assert_eq!(
+            rerun_command(&case, Some("baseline"), Accel::Tcg),
+            format!("faultline run {} --arm baseline --accel tcg", file.display())
+        );
+    }
+}

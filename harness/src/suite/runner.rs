@@ -1,0 +1,200 @@
+//! The arms of one run, one after another, into one run folder: what `faultline run` loops
+//! over and what each trial of the `cases` test binary takes a turn of.
+//!
+//! Architecture invariants:
+//! - The accelerator, the cache and the run folder are decided before the first arm and are
+//!   the same for every arm of the run.
+//! - An arm stopped by a signal is recorded (`error`, "interrupted by SIGINT before the arm
+//!   finished") before the caller hears of it; its lab is dropped with the arm, so no QEMU is
+//!   left.
+//! - The exit code is counted here from every recorded arm: a broken lab (3) outweighs an
+//!   unmet expectation (1).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::accel::{self, Accel, Decision};
+use crate::case::{Arm, Case};
+use crate::console::Console;
+use crate::exit::{CommandError, Exit};
+use crate::images::Image;
+use crate::lab::Lab;
+use crate::results::ArmRecord;
+use crate::run::{self, ArmRun};
+
+use super::{rerun_command, versions, RunDir};
+
+/// Decide the accelerator (a probe boot of `probe`'s kernel unless `forced`) and say which.
+pub fn decide_accel(forced: Option<Accel>, probe: Option<&Image>, console: &dyn Console) -> Decision {
+    let decision = accel::decide(forced, probe.map(|i| i.kernel()).as_deref());
+    console.note(&format!(
+        "accelerator: {} ({})",
+        decision.accel.as_str(),
+        decision.reason
+    ));
+    decision
+}
+
+/// The runtime a command's guests run on (one thread: each guest is a QEMU process anyway).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// SIGINT or SIGTERM; returns its name.
+pub async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// An arm stopped by a signal (its name); it is already recorded as interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted(pub &'static str);
+
+/// A run under way: its folder, what every arm shares, and the counts for the exit code.
+pub struct Runner {
+    env: run::Env,
+    pub run_dir: RunDir,
+    /// Arms recorded that did not meet their expectation.
+    pub unmet: usize,
+    /// An arm's lab could not be started or broke.
+    pub broke: bool,
+}
+
+impl Runner {
+    /// A new run folder `<results>/<prefix><time>/` (and `latest`), recording `rerun`.
+    pub fn create(
+        results: &Path,
+        prefix: &str,
+        accel: Accel,
+        cache_root: PathBuf,
+        rerun: String,
+    ) -> std::io::Result<Runner> {
+        Ok(Runner {
+            env: run::Env {
+                cache_root,
+                accel,
+                keep: false,
+            },
+            run_dir: RunDir::create(results, prefix, accel, rerun)?,
+            unmet: 0,
+            broke: false,
+        })
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.env.accel
+    }
+
+    /// Add what `images` are to the run's versions (those already recorded stay).
+    pub fn add_versions(&mut self, images: &[&Image]) {
+        let mut v: BTreeMap<String, String> = versions(images, self.env.accel);
+        v.append(&mut self.run_dir.record.versions);
+        self.run_dir.record.versions = v;
+    }
+
+    /// Run one arm until its verdict or until `stop` returns a signal's name. `keep` keeps
+    /// its lab up afterwards (in [`ArmRun::kept`]). An arm that ran is recorded by
+    /// [`Runner::record`]; an interrupted one is recorded here.
+    pub async fn arm(
+        &mut self,
+        case: &Case,
+        arm: &Arm,
+        images: &BTreeMap<String, Image>,
+        keep: bool,
+        stop: impl Future<Output = &'static str>,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<ArmRun, Interrupted> {
+        let env = run::Env {
+            keep,
+            ..self.env.clone()
+        };
+        let rerun = rerun_command(case, Some(&arm.name), self.env.accel);
+        let ended = tokio::select! {
+            r = run::run_arm(&env, case, arm, images, &self.run_dir.dir, rerun.clone(), say) => Ok(r),
+            s = stop => Err(s),
+        };
+        match ended {
+            Ok(r) => Ok(r),
+            Err(signal) => {
+                let record = ArmRecord {
+                    explanation: format!("interrupted by {signal} before the arm finished"),
+                    ..run::unfinished(case, arm, rerun)
+                };
+                let _ = self.run_dir.add(record);
+                Err(Interrupted(signal))
+            }
+        }
+    }
+
+    /// Count an arm that ran and rewrite the run's files with it; its kept lab, if any.
+    pub fn record(&mut self, ran: ArmRun) -> Result<Option<Lab>, CommandError> {
+        self.unmet += usize::from(!ran.record.met);
+        self.broke |= ran.lab_broke;
+        self.run_dir
+            .add(ran.record)
+            .map_err(|e| CommandError::Broken(format!("writing {}: {e}", self.run_dir.dir.display())))?;
+        Ok(ran.kept)
+    }
+
+    /// The run's exit code so far.
+    pub fn exit(&self) -> Exit {
+        if self.broke {
+            Exit::Broken
+        } else if self.unmet > 0 {
+            Exit::Failed
+        } else {
+            Exit::Ok
+        }
+    }
+}
+
+/// Serve `faultline shell` from a kept lab (its socket linked from the run folder) until
+/// SIGINT or SIGTERM, then stop the lab.
+pub async fn serve_kept(mut lab: Lab, run_dir: &Path, accel: Accel, console: &dyn Console) {
+    // The socket lives where its path is short; the run folder gets a link to it.
+    let socket = lab.socket_dir().join("shell.sock");
+    let link = run_dir.join("shell.sock");
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink(&socket, &link) {
+        console.note(&format!("warning: linking {}: {e}", link.display()));
+    }
+    console.note(&format!(
+        "lab kept: `faultline shell GUEST --run {}` to enter a guest; Ctrl-C stops it",
+        run_dir.display()
+    ));
+    let limit = accel.scale(Duration::from_secs(60));
+    let _ = crate::shell::serve(&mut lab, &socket, limit, async {
+        stop_signal().await;
+    })
+    .await;
+    let _ = std::fs::remove_file(&link);
+    lab.stop().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_lab_outweighs_an_unmet_expectation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Runner::create(dir.path(), "t-", Accel::Tcg, dir.path().into(), "x".into()).unwrap();
+        assert_eq!(r.exit(), Exit::Ok);
+        r.unmet = 1;
+        assert_eq!(r.exit(), Exit::Failed);
+        r.broke = true;
+        assert_eq!(r.exit(), Exit::Broken);
+    }
+}
