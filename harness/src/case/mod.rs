@@ -19,9 +19,11 @@ use crate::span::PosError;
 use crate::wire::rules::{Action, Match, Rule};
 
 pub mod duration;
+mod include;
 pub mod pattern;
 mod raw;
 mod resolve;
+mod source;
 pub mod verdict;
 
 pub use pattern::Pattern;
@@ -53,9 +55,11 @@ pub fn load(path: &Path) -> Result<Case, CaseError> {
     parse(path, &text)
 }
 
-/// Validate case text as if read from `path` (whose file stem the case's name must equal).
+/// Validate case text as if read from `path` (whose file stem the case's name must equal);
+/// the files it includes are read relative to `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Case, CaseError> {
-    resolve::resolve(path, text).map_err(CaseError::At)
+    let (sources, raw) = include::read(path, text)?;
+    Ok(resolve::resolve(&sources, raw)?)
 }
 
 /// The switch rule for a wire fault (named after the fault); `None` for other kinds.
