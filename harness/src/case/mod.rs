@@ -68,17 +68,7 @@ pub fn wire_rule(fault: &Fault) -> Option<Rule> {
         FaultKind::Wire { matcher, action, .. } => Some(Rule {
             name: fault.name.clone(),
             matcher: matcher.clone(),
-            action: match action {
-                WireAction::Drop => Action::Drop,
-                WireAction::Delay { delay, jitter } => Action::Delay {
-                    fixed: *delay,
-                    jitter: *jitter,
-                },
-                WireAction::Duplicate => Action::Duplicate,
-                WireAction::Partition { groups } => Action::Partition {
-                    groups: groups.iter().map(|g| g.iter().cloned().collect()).collect(),
-                },
-            },
+            action: action.clone(),
         }),
         _ => None,
     }
@@ -304,7 +294,8 @@ pub enum FaultKind {
         segment: String,
         #[serde(rename = "match")]
         matcher: Match,
-        action: WireAction,
+        /// Never `Observe`: the case language has no such action.
+        action: Action,
     },
     /// `ruleset` loaded with `nft -f`; healed by deleting `tables` (`"FAMILY NAME"`).
     GuestNft {
@@ -345,23 +336,6 @@ impl FaultKind {
     pub fn instant_end(&self) -> bool {
         matches!(self, FaultKind::Service { action, .. } if action.instant())
     }
-}
-
-/// A wire fault's action; [`wire_rule`] turns it into the switch's [`Action`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WireAction {
-    Drop,
-    Delay {
-        #[serde(serialize_with = "duration::serialize")]
-        delay: Duration,
-        #[serde(serialize_with = "duration::serialize")]
-        jitter: Duration,
-    },
-    Duplicate,
-    Partition {
-        groups: Vec<Vec<String>>,
-    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

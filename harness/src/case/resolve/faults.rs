@@ -8,7 +8,8 @@ use super::matches::{frame_match, on_segment};
 use super::steps::Steps;
 use super::{Cx, Names, DEFAULT_TIMEOUT};
 use crate::case::raw::{Named, RawEnd, RawFault, RawStart, RawWire, Str, S};
-use crate::case::{End, Fault, FaultKind, ServiceAction, Trigger, WireAction};
+use crate::case::{End, Fault, FaultKind, ServiceAction, Trigger};
+use crate::wire::rules::Action;
 
 /// The faults of a case, and their names for references.
 pub(super) struct Faults {
@@ -335,7 +336,7 @@ fn nft_tables(ruleset: &str) -> Vec<String> {
     out
 }
 
-fn wire_action(cx: &mut Cx, w: &RawWire, guests: &Names, on: Option<&[String]>) -> WireAction {
+fn wire_action(cx: &mut Cx, w: &RawWire, guests: &Names, on: Option<&[String]>) -> Action {
     let action = w.action.get_ref().as_str();
     let only = |cx: &mut Cx, v: &Option<Str>, key: &str, with: &str| {
         if let Some(v) = v {
@@ -352,8 +353,8 @@ fn wire_action(cx: &mut Cx, w: &RawWire, guests: &Names, on: Option<&[String]>) 
         }
     }
     match action {
-        "drop" => WireAction::Drop,
-        "duplicate" => WireAction::Duplicate,
+        "drop" => Action::Drop,
+        "duplicate" => Action::Duplicate,
         "delay" => {
             let delay = match &w.delay {
                 Some(d) => cx.duration(d).unwrap_or_default(),
@@ -366,7 +367,7 @@ fn wire_action(cx: &mut Cx, w: &RawWire, guests: &Names, on: Option<&[String]>) 
             if let (Some(d), true) = (&w.delay, delay.is_zero() && jitter.is_zero()) {
                 cx.at(d, "a delay of 0 with no jitter does nothing");
             }
-            WireAction::Delay { delay, jitter }
+            Action::Delay { fixed: delay, jitter }
         }
         "partition" => {
             let mut groups = Vec::new();
@@ -396,18 +397,18 @@ fn wire_action(cx: &mut Cx, w: &RawWire, guests: &Names, on: Option<&[String]>) 
                             seen.push(m.get_ref().clone());
                             members.push(m.get_ref().clone());
                         }
-                        groups.push(members);
+                        groups.push(members.into_iter().collect());
                     }
                 }
             }
-            WireAction::Partition { groups }
+            Action::Partition { groups }
         }
         other => {
             cx.at(
                 &w.action,
                 format!("action must be \"drop\", \"delay\", \"duplicate\" or \"partition\", not {other:?}"),
             );
-            WireAction::Drop
+            Action::Drop
         }
     }
 }
