@@ -2,12 +2,15 @@
 //! guests, segments, disks, workload steps, faults with their triggers, evidence, checks and
 //! arms. The field-by-field reference is docs/cases.md.
 //!
-//! Pure apart from reading the case file: no process is started, no image is looked up.
+//! A case file may `include` files holding parts several cases share (`include`).
+//!
+//! Pure apart from reading the case file and its includes: no process is started, no image is
+//! looked up.
 //!
 //! Architecture invariant: every rejected case produces exactly one error, `file:line:column:
-//! message`, at the value (or key) that is wrong — for a reference, the referring value. Shape
-//! errors (TOML syntax, unknown keys, wrong types) come first, as the TOML reader meets them;
-//! then the meaning error that comes first in the file.
+//! message`, at the value (or key) that is wrong — for a reference, the referring value — in
+//! the file that holds it. Shape errors (TOML syntax, unknown keys, wrong types) come first, as
+//! the TOML reader meets them; then the meaning error that comes first in the files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
