@@ -41,7 +41,7 @@ struct Merged {
 /// Read the case whose file `path` holds `text`, with every file it includes.
 pub(super) fn read(path: &Path, text: &str) -> Result<(Sources, RawCase), PosError> {
     let mut sources = Sources::default();
-    let mut merged = Merged::default();
+    let mut m = Merged::default();
     let mut stack = Vec::new();
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     merge_file(
@@ -49,41 +49,24 @@ pub(super) fn read(path: &Path, text: &str) -> Result<(Sources, RawCase), PosErr
         canonical,
         text.to_string(),
         &mut sources,
-        &mut merged,
+        &mut m,
         &mut stack,
     )?;
-    // In the order serde would report them for one file: the order of `RawFile`'s fields.
+    // Fields are evaluated in order: the first missing key is the one serde would report for
+    // one file (the order of `RawFile`'s fields).
     let missing = |key: &str| sources.error(0, format!("missing field `{key}`"));
-    let Merged {
-        name,
-        summary,
-        guests,
-        segments,
-        disks,
-        steps,
-        faults,
-        evidence,
-        checks,
-        measures,
-        arms,
-    } = merged;
-    let name = name.ok_or_else(|| missing("name"))?;
-    let summary = summary.ok_or_else(|| missing("summary"))?;
-    let guests = guests.ok_or_else(|| missing("guests"))?;
-    let checks = checks.ok_or_else(|| missing("checks"))?;
-    let arms = arms.ok_or_else(|| missing("arms"))?;
     let raw = RawCase {
-        name,
-        summary,
-        guests,
-        segments,
-        disks,
-        steps,
-        faults,
-        evidence,
-        checks,
-        measures,
-        arms,
+        name: m.name.ok_or_else(|| missing("name"))?,
+        summary: m.summary.ok_or_else(|| missing("summary"))?,
+        guests: m.guests.ok_or_else(|| missing("guests"))?,
+        segments: m.segments,
+        disks: m.disks,
+        steps: m.steps,
+        faults: m.faults,
+        evidence: m.evidence,
+        checks: m.checks.ok_or_else(|| missing("checks"))?,
+        measures: m.measures,
+        arms: m.arms.ok_or_else(|| missing("arms"))?,
     };
     Ok((sources, raw))
 }
@@ -126,36 +109,22 @@ fn merge_file(
     }
     stack.pop();
 
-    let RawFile {
-        name,
-        summary,
-        include: _,
-        guests,
-        segments,
-        disks,
-        steps,
-        faults,
-        evidence,
-        checks,
-        measures,
-        arms,
-    } = raw;
-    if name.is_some() {
-        m.name = name;
+    if raw.name.is_some() {
+        m.name = raw.name;
     }
-    if summary.is_some() {
-        m.summary = summary;
+    if raw.summary.is_some() {
+        m.summary = raw.summary;
     }
-    join_some(sources, &mut m.guests, guests, "guest")?;
-    join_some(sources, &mut m.segments, segments, "segment")?;
-    join(sources, &mut m.disks, disks, "disk")?;
-    m.steps.extend(steps);
-    join(sources, &mut m.faults, faults, "fault")?;
-    m.evidence.before.extend(evidence.before);
-    m.evidence.after.extend(evidence.after);
-    join_some(sources, &mut m.checks, checks, "check")?;
-    join(sources, &mut m.measures, measures, "measure")?;
-    join_some(sources, &mut m.arms, arms, "arm")?;
+    join_some(sources, &mut m.guests, raw.guests, "guest")?;
+    join_some(sources, &mut m.segments, raw.segments, "segment")?;
+    join(sources, &mut m.disks, raw.disks, "disk")?;
+    m.steps.extend(raw.steps);
+    join(sources, &mut m.faults, raw.faults, "fault")?;
+    m.evidence.before.extend(raw.evidence.before);
+    m.evidence.after.extend(raw.evidence.after);
+    join_some(sources, &mut m.checks, raw.checks, "check")?;
+    join(sources, &mut m.measures, raw.measures, "measure")?;
+    join_some(sources, &mut m.arms, raw.arms, "arm")?;
     Ok(())
 }
 
