@@ -2,12 +2,15 @@
 //! guests, segments, disks, workload steps, faults with their triggers, evidence, checks and
 //! arms. The field-by-field reference is docs/cases.md.
 //!
-//! Pure apart from reading the case file: no process is started, no image is looked up.
+//! A case file may `include` files holding parts several cases share (`include`).
+//!
+//! Pure apart from reading the case file and its includes: no process is started, no image is
+//! looked up.
 //!
 //! Architecture invariant: every rejected case produces exactly one error, `file:line:column:
-//! message`, at the value (or key) that is wrong — for a reference, the referring value. Shape
-//! errors (TOML syntax, unknown keys, wrong types) come first, as the TOML reader meets them;
-//! then the meaning error that comes first in the file.
+//! message`, at the value (or key) that is wrong — for a reference, the referring value — in
+//! the file that holds it. Shape errors (TOML syntax, unknown keys, wrong types) come first, as
+//! the TOML reader meets them; then the meaning error that comes first in the files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +22,11 @@ use crate::span::PosError;
 use crate::wire::rules::{Action, Match, Rule};
 
 pub mod duration;
+mod include;
 pub mod pattern;
 mod raw;
 mod resolve;
+mod source;
 pub mod verdict;
 
 pub use pattern::Pattern;
@@ -53,9 +58,11 @@ pub fn load(path: &Path) -> Result<Case, CaseError> {
     parse(path, &text)
 }
 
-/// Validate case text as if read from `path` (whose file stem the case's name must equal).
+/// Validate case text as if read from `path` (whose file stem the case's name must equal);
+/// the files it includes are read relative to `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Case, CaseError> {
-    resolve::resolve(path, text).map_err(CaseError::At)
+    let (sources, raw) = include::read(path, text)?;
+    Ok(resolve::resolve(&sources, raw)?)
 }
 
 /// The switch rule for a wire fault (named after the fault); `None` for other kinds.
@@ -64,17 +71,7 @@ pub fn wire_rule(fault: &Fault) -> Option<Rule> {
         FaultKind::Wire { matcher, action, .. } => Some(Rule {
             name: fault.name.clone(),
             matcher: matcher.clone(),
-            action: match action {
-                WireAction::Drop => Action::Drop,
-                WireAction::Delay { delay, jitter } => Action::Delay {
-                    fixed: *delay,
-                    jitter: *jitter,
-                },
-                WireAction::Duplicate => Action::Duplicate,
-                WireAction::Partition { groups } => Action::Partition {
-                    groups: groups.iter().map(|g| g.iter().cloned().collect()).collect(),
-                },
-            },
+            action: action.clone(),
         }),
         _ => None,
     }
@@ -300,7 +297,8 @@ pub enum FaultKind {
         segment: String,
         #[serde(rename = "match")]
         matcher: Match,
-        action: WireAction,
+        /// Never `Observe`: the case language has no such action.
+        action: Action,
     },
     /// `ruleset` loaded with `nft -f`; healed by deleting `tables` (`"FAMILY NAME"`).
     GuestNft {
@@ -341,23 +339,6 @@ impl FaultKind {
     pub fn instant_end(&self) -> bool {
         matches!(self, FaultKind::Service { action, .. } if action.instant())
     }
-}
-
-/// A wire fault's action; [`wire_rule`] turns it into the switch's [`Action`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WireAction {
-    Drop,
-    Delay {
-        #[serde(serialize_with = "duration::serialize")]
-        delay: Duration,
-        #[serde(serialize_with = "duration::serialize")]
-        jitter: Duration,
-    },
-    Duplicate,
-    Partition {
-        groups: Vec<Vec<String>>,
-    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

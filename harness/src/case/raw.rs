@@ -1,12 +1,13 @@
 //! The shape of a case file as written: serde with `deny_unknown_fields` everywhere, and spans
-//! on every value so that validation can point at it.
+//! on every value so that validation can point at it. [`RawFile`] is one file; [`RawCase`] is
+//! a case file with its includes merged in (`case::include`).
 
 use std::fmt;
 use std::marker::PhantomData;
 
+use super::source::Spanned;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use toml::Spanned;
 
 pub(super) type S<T> = Spanned<T>;
 pub(super) type Str = Spanned<String>;
@@ -41,14 +42,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
     }
 }
 
+/// One file as written: a case file or a file it includes. Every key may be left to another
+/// file; what a case must have is checked once they are merged.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawCase {
-    pub name: Str,
-    pub summary: Str,
-    // Not `Spanned<Named<…>>`: toml_edit cannot give spanned keys inside a spanned header
-    // table, so an empty table is found by `resolve::key_offset`.
-    pub guests: Named<RawGuest>,
+pub(super) struct RawFile {
+    pub name: Option<Str>,
+    pub summary: Option<Str>,
+    #[serde(default)]
+    pub include: Vec<Str>,
+    pub guests: Option<Named<RawGuest>>,
     pub segments: Option<Named<RawSegment>>,
     #[serde(default)]
     pub disks: Named<RawDisk>,
@@ -58,8 +61,25 @@ pub(super) struct RawCase {
     pub faults: Named<RawFault>,
     #[serde(default)]
     pub evidence: RawEvidence,
-    pub checks: Named<RawCheck>,
+    pub checks: Option<Named<RawCheck>>,
     #[serde(default)]
+    pub measures: Named<RawMeasure>,
+    pub arms: Option<Named<RawArm>>,
+}
+
+/// A case: its file and the files it includes, merged.
+pub(super) struct RawCase {
+    pub name: Str,
+    pub summary: Str,
+    // Not `Spanned<Named<…>>`: toml_edit cannot give spanned keys inside a spanned header
+    // table, so an empty table is found by the resolver's `key_offset`.
+    pub guests: Named<RawGuest>,
+    pub segments: Option<Named<RawSegment>>,
+    pub disks: Named<RawDisk>,
+    pub steps: Vec<RawStep>,
+    pub faults: Named<RawFault>,
+    pub evidence: RawEvidence,
+    pub checks: Named<RawCheck>,
     pub measures: Named<RawMeasure>,
     pub arms: Named<RawArm>,
 }

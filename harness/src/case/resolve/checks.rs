@@ -1,0 +1,398 @@
+//! `[checks.*]`: what an arm is judged on — a step's outcome, output or duration, an evidence
+//! item's text (declared or inline), frames on a segment — with each check's premises
+//! (`requires`) and the evidence it needs.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use super::guests::Lab;
+use super::matches::frame_match;
+use super::steps::Steps;
+use super::{key_offset, no_repeats, Cx, Names, DEFAULT_EVIDENCE_TIMEOUT};
+use crate::case::raw::{Named, RawCheck, Str, S};
+use crate::case::{
+    Check, CheckKind, Count, EvidenceItem, EvidencePlan, EvidenceSource, Need, Step, StepKind, TextExpect,
+};
+
+/// The checks of a case, and every check name (for references, even to later checks).
+pub(super) struct Checks {
+    pub list: Vec<Check>,
+    pub names: Names,
+}
+
+/// The checks; inline evidence (`check:<name>`) is added to `evidence.after`.
+pub(super) fn build(
+    cx: &mut Cx,
+    raw: &Named<RawCheck>,
+    lab: &Lab,
+    steps: &Steps,
+    evidence_names: &Names,
+    evidence: &mut EvidencePlan,
+) -> Checks {
+    let mut checks: Vec<Check> = Vec::new();
+    if raw.0.is_empty() {
+        cx.err(
+            key_offset(cx.sources, "checks"),
+            "a case needs at least one check: an arm with no checks can only be unknown",
+        );
+    }
+    let all_checks = Names::new("check", raw.0.iter().map(|(n, _)| n.get_ref().clone()));
+    for (name, c) in &raw.0 {
+        cx.name(name, "check");
+        for r in &c.requires {
+            if checks.iter().any(|x| x.name == *r.get_ref()) {
+                continue;
+            }
+            if all_checks.refer(cx, r) {
+                cx.at(
+                    r,
+                    format!(
+                        "check `{}` can only require checks declared before it, and `{}` is not",
+                        name.get_ref(),
+                        r.get_ref()
+                    ),
+                );
+            }
+        }
+        no_repeats(cx, &c.requires, "check");
+        let ctx = CheckCx {
+            lab,
+            steps,
+            evidence: evidence_names,
+        };
+        let (kind, inline) = build_check_kind(cx, name, c, &ctx);
+        if let Some(item) = inline {
+            evidence.after.push(item);
+        }
+        let needs = match &kind {
+            CheckKind::StepOk { step }
+            | CheckKind::StepFailed { step }
+            | CheckKind::StepOutput { step, .. }
+            | CheckKind::DurationAtMost {
+                step,
+                since_end_of: None,
+                ..
+            } => vec![Need::Step { step: step.clone() }],
+            CheckKind::DurationAtMost {
+                step,
+                since_end_of: Some(other),
+                ..
+            } => vec![
+                Need::Step { step: step.clone() },
+                Need::Step { step: other.clone() },
+            ],
+            CheckKind::Faster { step, than, .. } => vec![
+                Need::Step { step: step.clone() },
+                Need::Step { step: than.clone() },
+            ],
+            CheckKind::ExecOutput { evidence, .. } | CheckKind::LogAbsent { evidence, .. } => {
+                vec![Need::Evidence {
+                    evidence: evidence.clone(),
+                }]
+            }
+            CheckKind::Frames { segment, during, .. } => std::iter::once(Need::Trace {
+                segment: segment.clone(),
+            })
+            .chain(during.iter().map(|s| Need::Step { step: s.clone() }))
+            .collect(),
+        };
+        checks.push(Check {
+            name: name.get_ref().clone(),
+            kind,
+            requires: c.requires.iter().map(|r| r.get_ref().clone()).collect(),
+            needs,
+        });
+    }
+    Checks {
+        list: checks,
+        names: all_checks,
+    }
+}
+
+/// What a check may refer to.
+struct CheckCx<'a> {
+    lab: &'a Lab,
+    steps: &'a Steps,
+    evidence: &'a Names,
+}
+
+fn text_expect(
+    cx: &mut Cx,
+    owner: Range<usize>,
+    what: &str,
+    equals: &Option<Str>,
+    contains: &Option<Str>,
+    matches: &Option<Str>,
+) -> TextExpect {
+    let which = cx.one_of(
+        owner,
+        what,
+        &[
+            ("equals", equals.as_ref().map(|v| v.span())),
+            ("contains", contains.as_ref().map(|v| v.span())),
+            ("matches", matches.as_ref().map(|v| v.span())),
+        ],
+    );
+    match which {
+        Some("equals") => TextExpect::Equals(equals.as_ref().expect("given").get_ref().clone()),
+        Some("contains") => {
+            let c = contains.as_ref().expect("given");
+            if c.get_ref().is_empty() {
+                cx.at(c, "`contains = \"\"` always holds");
+            }
+            TextExpect::Contains(c.get_ref().clone())
+        }
+        Some(_) => TextExpect::Matches(cx.pattern(matches.as_ref().expect("given"))),
+        None => TextExpect::Contains(String::new()),
+    }
+}
+
+/// Where an exec_output or log_absent check reads its text: a named evidence item, or an inline
+/// `guest` with a `command` (or `file`), which becomes an after-evidence item `check:<name>`.
+#[allow(clippy::too_many_arguments)]
+fn check_source(
+    cx: &mut Cx,
+    check: &Str,
+    owner: Range<usize>,
+    kind: &str,
+    evidence: &Option<Str>,
+    guest: &Option<Str>,
+    inline: Option<&Str>,
+    inline_key: &str,
+    timeout: Option<&Str>,
+    ctx: &CheckCx,
+) -> (String, Option<EvidenceItem>) {
+    match (evidence, guest, inline) {
+        (Some(e), None, None) => {
+            ctx.evidence.refer(cx, e);
+            if let Some(t) = timeout {
+                cx.at(t, "`timeout` only goes with `command`");
+            }
+            (e.get_ref().clone(), None)
+        }
+        (Some(_), Some(extra), _) | (Some(_), None, Some(extra)) => {
+            cx.at(
+                extra,
+                format!("give either `evidence` or `guest` and `{inline_key}`, not both"),
+            );
+            (String::new(), None)
+        }
+        (None, Some(g), Some(x)) => {
+            ctx.lab.guest_names.refer(cx, g);
+            let source = if inline_key == "command" {
+                cx.nonblank(x, "command");
+                EvidenceSource::Command {
+                    command: x.get_ref().clone(),
+                    timeout: cx.positive(timeout, DEFAULT_EVIDENCE_TIMEOUT),
+                }
+            } else {
+                cx.absolute(x, "file");
+                EvidenceSource::File {
+                    path: x.get_ref().clone(),
+                }
+            };
+            let name = format!("check:{}", check.get_ref());
+            let item = EvidenceItem {
+                name: name.clone(),
+                guest: g.get_ref().clone(),
+                source,
+            };
+            (name, Some(item))
+        }
+        (None, Some(g), None) => {
+            cx.at(g, format!("`guest` needs a `{inline_key}` to go with it"));
+            (String::new(), None)
+        }
+        (None, None, Some(x)) => {
+            cx.at(x, format!("`{inline_key}` needs a `guest` to go with it"));
+            (String::new(), None)
+        }
+        (None, None, None) => {
+            cx.err(
+                owner,
+                format!("`{kind}` needs `evidence`, or `guest` and `{inline_key}`"),
+            );
+            (String::new(), None)
+        }
+    }
+}
+
+fn build_check_kind(
+    cx: &mut Cx,
+    name: &Str,
+    c: &RawCheck,
+    ctx: &CheckCx,
+) -> (CheckKind, Option<EvidenceItem>) {
+    let what = format!("check `{}`", name.get_ref());
+    let which = cx.one_of(
+        name.span(),
+        &what,
+        &[
+            ("step_ok", c.step_ok.as_ref().map(|v| v.span())),
+            ("step_failed", c.step_failed.as_ref().map(|v| v.span())),
+            ("step_output", c.step_output.as_ref().map(|v| v.span())),
+            ("exec_output", c.exec_output.as_ref().map(|v| v.span())),
+            ("duration_at_most", c.duration_at_most.as_ref().map(|v| v.span())),
+            ("log_absent", c.log_absent.as_ref().map(|v| v.span())),
+            ("frames", c.frames.as_ref().map(|v| v.span())),
+            ("faster", c.faster.as_ref().map(|v| v.span())),
+        ],
+    );
+    let placeholder = CheckKind::StepOk { step: String::new() };
+    let kind = match which {
+        Some(k @ ("step_ok" | "step_failed")) => {
+            let r = if k == "step_ok" {
+                &c.step_ok
+            } else {
+                &c.step_failed
+            };
+            let step = &r.as_ref().expect("given").get_ref().step;
+            ctx.steps.names.refer(cx, step);
+            let step = step.get_ref().clone();
+            if k == "step_ok" {
+                CheckKind::StepOk { step }
+            } else {
+                CheckKind::StepFailed { step }
+            }
+        }
+        Some("step_output") => {
+            let o = c.step_output.as_ref().expect("given");
+            let r = o.get_ref();
+            if ctx.steps.names.refer(cx, &r.step) {
+                let step = ctx.steps.get(r.step.get_ref());
+                if let Some(Step {
+                    kind: StepKind::Wait { .. },
+                    ..
+                }) = step
+                {
+                    cx.at(
+                        &r.step,
+                        format!("step `{}` is a wait: it has no output", r.step.get_ref()),
+                    );
+                }
+            }
+            let expect = text_expect(cx, o.span(), "`step_output`", &r.equals, &r.contains, &r.matches);
+            CheckKind::StepOutput {
+                step: r.step.get_ref().clone(),
+                expect,
+            }
+        }
+        Some("exec_output") => {
+            let o = c.exec_output.as_ref().expect("given");
+            let r = o.get_ref();
+            let (evidence, item) = check_source(
+                cx,
+                name,
+                o.span(),
+                "exec_output",
+                &r.evidence,
+                &r.guest,
+                r.command.as_ref(),
+                "command",
+                r.timeout.as_ref(),
+                ctx,
+            );
+            let expect = text_expect(cx, o.span(), "`exec_output`", &r.equals, &r.contains, &r.matches);
+            return (CheckKind::ExecOutput { evidence, expect }, item);
+        }
+        Some("faster") => {
+            let r = c.faster.as_ref().expect("given").get_ref();
+            ctx.steps.names.refer(cx, &r.step);
+            ctx.steps.names.refer(cx, &r.than);
+            let factor = match r.factor.get_ref() {
+                toml::Value::Integer(n) if *n >= 1 => *n as f64,
+                toml::Value::Float(f) if *f >= 1.0 && f.is_finite() => *f,
+                _ => {
+                    cx.at(
+                        &r.factor,
+                        "factor is a number, at least 1 (how many times faster)",
+                    );
+                    1.0
+                }
+            };
+            CheckKind::Faster {
+                step: r.step.get_ref().clone(),
+                than: r.than.get_ref().clone(),
+                factor_milli: (factor * 1000.0).round() as u64,
+            }
+        }
+        Some("duration_at_most") => {
+            let r = c.duration_at_most.as_ref().expect("given").get_ref();
+            ctx.steps.names.refer(cx, &r.step);
+            if let Some(other) = &r.since_end_of {
+                ctx.steps.names.refer(cx, other);
+            }
+            CheckKind::DurationAtMost {
+                step: r.step.get_ref().clone(),
+                limit: cx.positive(Some(&r.limit), Duration::from_secs(1)),
+                since_end_of: r.since_end_of.as_ref().map(|s| s.get_ref().clone()),
+            }
+        }
+        Some("log_absent") => {
+            let o = c.log_absent.as_ref().expect("given");
+            let r = o.get_ref();
+            let (evidence, item) = check_source(
+                cx,
+                name,
+                o.span(),
+                "log_absent",
+                &r.evidence,
+                &r.guest,
+                r.file.as_ref(),
+                "file",
+                None,
+                ctx,
+            );
+            let pattern = cx.pattern(&r.pattern);
+            return (CheckKind::LogAbsent { evidence, pattern }, item);
+        }
+        Some(_) => {
+            let o = c.frames.as_ref().expect("given");
+            let r = o.get_ref();
+            let on = ctx
+                .lab
+                .segment_names
+                .refer(cx, &r.segment)
+                .then(|| ctx.lab.members(r.segment.get_ref()))
+                .flatten();
+            let matcher = frame_match(cx, &r.matcher(), &ctx.lab.guest_names, &r.segment, on.as_deref());
+            let which = cx.one_of(
+                o.span(),
+                "`frames`",
+                &[
+                    ("count_at_least", r.count_at_least.as_ref().map(|v| v.span())),
+                    ("count_equals", r.count_equals.as_ref().map(|v| v.span())),
+                ],
+            );
+            let count_of = |cx: &mut Cx, v: &S<i64>| -> u64 {
+                u64::try_from(*v.get_ref()).unwrap_or_else(|_| {
+                    cx.at(v, "a count cannot be negative");
+                    0
+                })
+            };
+            let count = match which {
+                Some("count_at_least") => {
+                    let v = r.count_at_least.as_ref().expect("given");
+                    let n = count_of(cx, v);
+                    if *v.get_ref() == 0 {
+                        cx.at(v, "count_at_least = 0 always holds: use 1 or more");
+                    }
+                    Count::AtLeast(n)
+                }
+                Some(_) => Count::Equals(count_of(cx, r.count_equals.as_ref().expect("given"))),
+                None => Count::AtLeast(1),
+            };
+            if let Some(d) = &r.during {
+                ctx.steps.names.refer(cx, d);
+            }
+            CheckKind::Frames {
+                segment: r.segment.get_ref().clone(),
+                matcher,
+                count,
+                during: r.during.as_ref().map(|d| d.get_ref().clone()),
+            }
+        }
+        None => placeholder,
+    };
+    (kind, None)
+}

@@ -1,0 +1,196 @@
+//! Evidence, checks and measures.
+
+use super::*;
+
+#[test]
+fn evidence() {
+    table(&[
+        (
+            "[[evidence.after]]\nname = \"e\"\nguest = \"filer\"\ncommand = \"x\"\nfile = \"/y\"\n",
+            "t.toml:15:8: evidence `e` takes one of command, file, not both `command` and `file`",
+        ),
+        (
+            "[[evidence.after]]\nname = \"e\"\nguest = \"filer\"\n",
+            "t.toml:12:8: evidence `e` needs one of command, file",
+        ),
+        (
+            "[[evidence.before]]\nname = \"e\"\nguest = \"filer\"\nfile = \"/y\"\n[[evidence.after]]\nname = \"e\"\nguest = \"filer\"\nfile = \"/y\"\n",
+            "t.toml:16:8: evidence `e` is already defined on line 12",
+        ),
+        (
+            "[[evidence.after]]\nname = \"e\"\nguest = \"filer\"\nfile = \"/y\"\ntimeout = \"5s\"\n",
+            "t.toml:15:11: `timeout` only goes with a `command`",
+        ),
+        (
+            "[[evidence.after]]\nname = \"e\"\nguest = \"nfs\"\ncommand = \"x\"\n",
+            "t.toml:13:9: unknown guest `nfs` (this case has filer, imap1)",
+        ),
+    ]);
+}
+
+#[test]
+fn checks() {
+    table(&[
+        ("[checks.x]\nstep_ok = { step = \"zz\" }\n", "t.toml:12:20: unknown step `zz` (this case has a)"),
+        (
+            "[checks.x]\nstep_ok = { step = \"a\" }\nstep_failed = { step = \"a\" }\n",
+            "t.toml:13:15: check `x` takes one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster, not both `step_ok` and `step_failed`",
+        ),
+        (
+            "[checks.x]\nrequires = []\n",
+            "t.toml:11:9: check `x` needs one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster",
+        ),
+        (
+            "[checks.x]\nrequires = [\"ok\"]\nstep_ok = { step = \"a\" }\n",
+            "t.toml:12:13: check `x` can only require checks declared before it, and `ok` is not",
+        ),
+        (
+            "[checks.x]\nrequires = [\"nope\"]\nstep_ok = { step = \"a\" }\n",
+            "t.toml:12:13: unknown check `nope` (this case has x, ok)",
+        ),
+        (
+            "[checks.x]\nstep_output = { step = \"a\" }\n",
+            "t.toml:12:15: `step_output` needs one of equals, contains, matches",
+        ),
+        (
+            "[checks.x]\nstep_output = { step = \"a\", equals = \"1\", matches = \"1*\" }\n",
+            "t.toml:12:53: `step_output` takes one of equals, contains, matches, not both `equals` and `matches`",
+        ),
+        (
+            "[[steps]]\nname = \"w\"\nwait = { duration = \"1s\" }\n[checks.x]\nstep_output = { step = \"w\", contains = \"x\" }\n",
+            "t.toml:15:24: step `w` is a wait: it has no output",
+        ),
+        (
+            "[checks.x]\nstep_output = { step = \"a\", contains = \"\" }\n",
+            "t.toml:12:40: `contains = \"\"` always holds",
+        ),
+        (
+            "[checks.x]\nexec_output = { equals = \"1\" }\n",
+            "t.toml:12:15: `exec_output` needs `evidence`, or `guest` and `command`",
+        ),
+        (
+            "[checks.x]\nexec_output = { evidence = \"e\", guest = \"filer\", equals = \"1\" }\n",
+            "t.toml:12:41: give either `evidence` or `guest` and `command`, not both",
+        ),
+        (
+            "[checks.x]\nexec_output = { evidence = \"nope\", equals = \"1\" }\n",
+            "t.toml:12:28: unknown evidence `nope` (this case has none)",
+        ),
+        (
+            "[checks.x]\nexec_output = { guest = \"filer\", equals = \"1\" }\n",
+            "t.toml:12:25: `guest` needs a `command` to go with it",
+        ),
+        (
+            "[checks.x]\nlog_absent = { guest = \"imap1\", file = \"dovecot.log\", pattern = \"Error\" }\n",
+            "t.toml:12:40: file \"dovecot.log\" must be an absolute path",
+        ),
+        (
+            "[checks.x]\nlog_absent = { guest = \"imap1\", file = \"/l\", pattern = \"\" }\n",
+            "t.toml:12:56: empty pattern",
+        ),
+        (
+            "[checks.x]\nframes = { segment = \"lan\", count_at_least = 0 }\n",
+            "t.toml:12:46: count_at_least = 0 always holds: use 1 or more",
+        ),
+        (
+            "[checks.x]\nframes = { segment = \"lan\" }\n",
+            "t.toml:12:10: `frames` needs one of count_at_least, count_equals",
+        ),
+        (
+            "[checks.x]\nframes = { segment = \"lan\", count_equals = -1 }\n",
+            "t.toml:12:44: a count cannot be negative",
+        ),
+    ]);
+    assert_eq!(
+        full_err(&format!("{HEAD}[checks]\n[arms.a]\nexpect = \"pass\"\n")),
+        "t.toml:11:1: a case needs at least one check: an arm with no checks can only be unknown"
+    );
+    // Inline evidence for a check becomes an after-evidence item named after it.
+    let c = ok("[[evidence.before]]\nname = \"locks\"\nguest = \"filer\"\ncommand = \"cat /proc/locks\"\n[checks.x]\nexec_output = { guest = \"filer\", command = \"wc -l < /proc/locks\", timeout = \"5s\", equals = \"0\" }\n[checks.y]\nrequires = [\"x\"]\nexec_output = { evidence = \"locks\", contains = \"POSIX\" }\n");
+    assert_eq!(
+        c.evidence.after,
+        [EvidenceItem {
+            name: "check:x".into(),
+            guest: "filer".into(),
+            source: EvidenceSource::Command {
+                command: "wc -l < /proc/locks".into(),
+                timeout: Duration::from_secs(5)
+            }
+        }]
+    );
+    assert_eq!(
+        c.check("y").unwrap().needs,
+        [Need::Evidence {
+            evidence: "locks".into()
+        }]
+    );
+    assert_eq!(c.check("y").unwrap().requires, ["x"]);
+}
+
+#[test]
+fn measures() {
+    table(&[
+        (
+            "[measures.m]\nwhat = \"x\"\n",
+            "t.toml:11:11: measure `m` needs one of step_output, duration",
+        ),
+        (
+            "[measures.m]\nwhat = \"x\"\nstep_output = \"a\"\nduration = \"a\"\n",
+            "t.toml:14:12: measure `m` takes one of step_output, duration, not both `step_output` and `duration`",
+        ),
+        (
+            "[measures.m]\nwhat = \"x\"\nduration = \"zz\"\n",
+            "t.toml:13:12: unknown step `zz` (this case has a)",
+        ),
+        (
+            "[measures.m]\nwhat = \" \"\nduration = \"a\"\n",
+            "t.toml:12:8: what is empty",
+        ),
+        (
+            "[measures.M]\nwhat = \"x\"\nduration = \"a\"\n",
+            "t.toml:11:11: measure name \"M\" must be lower-case letters, digits, '-' and '_', starting with a letter or digit",
+        ),
+        (
+            "[[steps]]\nname = \"w\"\nwait = { duration = \"1s\" }\n[measures.m]\nwhat = \"x\"\nstep_output = \"w\"\n",
+            "t.toml:16:15: step `w` is a wait: it has no output",
+        ),
+    ]);
+    let c = ok("[measures.opened]\nwhat = \"messages opened\"\nstep_output = \"a\"\nunit = \"messages\"\n");
+    assert_eq!(
+        c.measures,
+        vec![Measure {
+            name: "opened".into(),
+            what: "messages opened".into(),
+            source: MeasureSource::StepOutput { step: "a".into() },
+            unit: Some("messages".into()),
+        }]
+    );
+}
+
+#[test]
+fn duration_since_another_steps_end_needs_both_steps() {
+    let c =
+        ok("[checks.prompt]\nduration_at_most = { step = \"a\", since_end_of = \"a\", limit = \"5s\" }\n");
+    assert_eq!(c.check("prompt").unwrap().needs.len(), 2);
+    assert_eq!(
+        err("[checks.prompt]\nduration_at_most = { step = \"a\", since_end_of = \"b\", limit = \"5s\" }\n"),
+        "t.toml:12:49: unknown step `b` (this case has a)"
+    );
+}
+
+#[test]
+fn faster_compares_two_steps() {
+    let c = ok("[checks.quick]\nfaster = { step = \"a\", than = \"a\", factor = 2.5 }\n");
+    assert_eq!(
+        c.check("quick").unwrap().kind,
+        CheckKind::Faster {
+            step: "a".into(),
+            than: "a".into(),
+            factor_milli: 2500
+        }
+    );
+    assert_eq!(
+        err("[checks.quick]\nfaster = { step = \"a\", than = \"a\", factor = 0.5 }\n"),
+        "t.toml:12:45: factor is a number, at least 1 (how many times faster)"
+    );
+}
