@@ -10,7 +10,7 @@ use crate::case::verdict::apply_requires;
 use crate::case::{Case, Check, CheckKind, CheckResult, Count, TextExpect, Verdict};
 use crate::run::record::{snippet, Observed, StepOutcome, StepRecord};
 use crate::run::trace::{self, TraceFrame};
-use crate::wire::frame;
+use crate::wire::rpc;
 use crate::wire::rules::{Match, RpcKind};
 
 /// A segment's trace, or why it could not be read.
@@ -343,7 +343,7 @@ pub fn describe_match(m: &Match) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(r) = &m.rpc {
         let proc_name = match (r.program, r.version, r.procedure) {
-            (Some(p), Some(v), Some(n)) => frame::procedure_name(p, v, n).map(str::to_string),
+            (Some(p), Some(v), Some(n)) => rpc::procedure_name(p, v, n).map(str::to_string),
             _ => None,
         };
         let what = match (proc_name, r.program, r.procedure) {
@@ -351,7 +351,7 @@ pub fn describe_match(m: &Match) -> String {
             (None, Some(p), Some(n)) => format!("RPC program {p} procedure {n}"),
             (None, Some(p), None) => format!(
                 "{} RPC",
-                frame::program_name(p)
+                rpc::program_name(p)
                     .map(str::to_string)
                     .unwrap_or_else(|| p.to_string())
             ),

@@ -55,9 +55,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::case::{End, ServiceAction, Trigger, WireAction};
+    use crate::case::{End, ServiceAction, Trigger};
     use crate::run::record::WireRun;
-    use crate::wire::rules::{Match, RuleId, RuleStats};
+    use crate::wire::rules::{Action, Match, RuleId, RuleStats};
 
     fn fault(name: &str, kind: FaultKind) -> Fault {
         Fault {
@@ -78,7 +78,7 @@ mod tests {
             FaultKind::Wire {
                 segment: "lan".into(),
                 matcher: Match::default(),
-                action: WireAction::Drop,
+                action: Action::Drop,
             },
         )
     }

@@ -23,9 +23,6 @@ use std::ops::Range;
 use crate::wire::bytes::Reader;
 use crate::wire::rpc::{self, decode_message, no_calls, Emit, Lookup, RpcMessage};
 
-// Paths callers outside `wire` still use: the RPC program numbers and names used to live here.
-pub use crate::wire::rpc::{procedure_name, procedure_number, program, program_name};
-
 #[cfg(test)]
 mod tests;
 

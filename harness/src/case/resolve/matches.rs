@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use super::{Cx, Names};
 use crate::case::raw::{RawMatch, Str, S};
-use crate::wire::frame::{self, program};
+use crate::wire::frame;
+use crate::wire::rpc::{self, program};
 use crate::wire::rules::{Match, RpcKind, RpcMatch};
 
 /// Whether guest `g` has a port on the segment (when the segment is known).
@@ -282,12 +283,12 @@ fn procedure_by_name(
     let mut found = Vec::new();
     for &p in &programs {
         for &v in &versions {
-            if let Some(n) = frame::procedure_number(p, v, &name) {
+            if let Some(n) = rpc::procedure_number(p, v, &name) {
                 found.push((p, v, n));
             }
         }
     }
-    let program_label = |p: u32| frame::program_name(p).map_or(p.to_string(), |n| format!("{n} ({p})"));
+    let program_label = |p: u32| rpc::program_name(p).map_or(p.to_string(), |n| format!("{n} ({p})"));
     match found.as_slice() {
         [one] => Some(*one),
         [] => {
