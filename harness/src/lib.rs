@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod bench;
 pub mod case;
+pub mod command_error;
 pub mod commands;
 pub mod console;
 pub mod disks;

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use faultline::command_error::CommandError;
 use faultline::commands;
 use faultline::console::Terminal;
-use faultline::exit::CommandError;
 
 #[derive(Parser)]
 #[command(

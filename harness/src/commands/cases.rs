@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::case::Case;
+use crate::command_error::CommandError;
 use crate::console::Console;
-use crate::exit::{CommandError, Exit};
+use crate::exit::Exit;
 use crate::images::{self, Image};
 use crate::results::ArmRecord;
 use crate::suite::{self, Interrupted, Partition, Runner};

@@ -7,8 +7,9 @@
 use std::time::Instant;
 
 use super::Common;
+use crate::command_error::CommandError;
 use crate::console::Console;
-use crate::exit::{CommandError, Exit};
+use crate::exit::Exit;
 use crate::images::{self, check, Image};
 use crate::recipe::Recipe;
 

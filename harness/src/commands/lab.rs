@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Common;
+use crate::command_error::CommandError;
 use crate::console::Console;
-use crate::exit::{CommandError, Exit};
+use crate::exit::Exit;
 use crate::images::{self, Image};
 use crate::lab::{self, GuestSpec, Lab, LabSpec};
 use crate::qemu::VmError;

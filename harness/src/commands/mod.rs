@@ -19,8 +19,9 @@ mod shell;
 use std::path::{Path, PathBuf};
 
 use crate::accel::Accel;
+use crate::command_error::CommandError;
 use crate::console::Console;
-use crate::exit::{CommandError, Exit};
+use crate::exit::Exit;
 
 pub use cases::{list, run, RunOptions};
 pub use images::{build_images, check_images, list_images};

@@ -8,7 +8,8 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use crate::exit::{CommandError, Exit};
+use crate::command_error::CommandError;
+use crate::exit::Exit;
 
 /// What `faultline shell` was asked for.
 #[derive(Debug, Clone)]

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use crate::accel::{self, Accel, Decision};
 use crate::case::{Arm, Case};
+use crate::command_error::CommandError;
 use crate::console::Console;
-use crate::exit::{CommandError, Exit};
+use crate::exit::Exit;
 use crate::images::Image;
 use crate::lab::Lab;
 use crate::results::ArmRecord;
