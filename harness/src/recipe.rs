@@ -621,5 +621,12 @@ pub fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// One of the project's own recipes (`images/<name>.toml`), for tests that need a real one.
+#[cfg(test)]
+pub(crate) fn project_recipe(name: &str) -> Recipe {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    load(&root.join("images").join(format!("{name}.toml"))).unwrap()
+}
+
 #[cfg(test)]
 mod tests;

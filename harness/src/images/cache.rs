@@ -132,10 +132,7 @@ pub fn sweep_stale(images_dir: &Path) {
 mod tests {
     use super::*;
 
-    fn project_recipe(name: &str) -> Recipe {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        crate::recipe::load(&root.join("images").join(format!("{name}.toml"))).unwrap()
-    }
+    use crate::recipe::project_recipe;
 
     #[test]
     fn keys_are_stable_and_differ_between_images() {

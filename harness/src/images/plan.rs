@@ -212,10 +212,7 @@ fn quote_path(p: &Path) -> String {
 mod tests {
     use super::*;
 
-    fn project_recipe(name: &str) -> Recipe {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        crate::recipe::load(&root.join("images").join(format!("{name}.toml"))).unwrap()
-    }
+    use crate::recipe::project_recipe;
 
     #[test]
     fn frontend_script() {
