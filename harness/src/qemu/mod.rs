@@ -84,7 +84,7 @@ pub struct Machine {
     pub started: Instant,
     group: procs::Group,
     /// QMP's and the agent's sockets (dropped after `group`: QEMU goes first).
-    _sockets: tempfile::TempDir,
+    _sockets: crate::sockets::SocketDir,
 }
 
 impl Machine {
