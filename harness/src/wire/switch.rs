@@ -82,12 +82,14 @@ pub struct SegmentStats {
 
 /// Which of a port's connections an event is about: its number among the port's accepts.
 type Generation = u64;
+/// Frames on their way to one connection's writer task.
+type Egress = mpsc::Sender<Arc<[u8]>>;
 
 enum Event {
     Connected {
         port: usize,
         generation: Generation,
-        writer: mpsc::Sender<Arc<[u8]>>,
+        writer: Egress,
     },
     Frame {
         port: usize,
@@ -282,7 +284,7 @@ struct Core {
     pcap_path: PathBuf,
     pcap: pcapng::Writer<BufWriter<std::fs::File>>,
     /// Each port's current connection: its generation and its writer.
-    writers: Vec<Option<(Generation, mpsc::Sender<Arc<[u8]>>)>>,
+    writers: Vec<Option<(Generation, Egress)>>,
     stats: Vec<PortStats>,
     macs: MacTable,
     rules: RuleSet,
