@@ -56,6 +56,14 @@ impl ExecOutput {
     }
 }
 
+/// What [`Agent::read_file_upto`] read of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRead {
+    pub data: Vec<u8>,
+    /// The file held more than was read.
+    pub truncated: bool,
+}
+
 pub struct Agent {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
@@ -291,6 +299,25 @@ impl Agent {
     /// Read a whole file from the guest (at most [`READ_MAX`] bytes, else an error), all of
     /// it within `limit`: a guest that answers every chunk slowly still ends at the deadline.
     pub async fn read_file(&mut self, path: &str, limit: Duration) -> Result<Vec<u8>, AgentError> {
+        let read = self.read_file_upto(path, READ_MAX, limit).await?;
+        if read.truncated {
+            return Err(AgentError::Protocol(format!(
+                "{path} is longer than the {} MiB the harness reads of a guest file",
+                READ_MAX >> 20
+            )));
+        }
+        Ok(read.data)
+    }
+
+    /// Read at most `max` bytes of a guest file, all within `limit`; says whether there was
+    /// more. The bytes read decide, not what the guest says the file's size is: a file can
+    /// grow between a `stat` and its read, and the guest's answers are its own.
+    pub async fn read_file_upto(
+        &mut self,
+        path: &str,
+        max: usize,
+        limit: Duration,
+    ) -> Result<FileRead, AgentError> {
         let deadline = Instant::now() + limit;
         let left = move || {
             let l = deadline.saturating_duration_since(Instant::now());
@@ -309,10 +336,12 @@ impl Agent {
         let mut data = Vec::new();
         let result = async {
             loop {
+                // One byte past `max` tells a file of exactly `max` bytes from a longer one.
+                let count = (max + 1 - data.len()).min(1 << 20);
                 let r = self
                     .execute(
                         "guest-file-read",
-                        json!({"handle": handle, "count": 1 << 20}),
+                        json!({"handle": handle, "count": count}),
                         left()?,
                     )
                     .await
@@ -327,15 +356,14 @@ impl Agent {
                             .map_err(|e| AgentError::Protocol(e.to_string()))?,
                     );
                 }
-                // The guest decides what the path holds (a log that never ends, /dev/zero).
-                if data.len() > READ_MAX {
-                    return Err(AgentError::Protocol(format!(
-                        "{path} is longer than the {} MiB the harness reads of a guest file",
-                        READ_MAX >> 20
-                    )));
+                // The guest decides what the path holds (a log that never ends, /dev/zero)
+                // and how much each read returns.
+                if data.len() > max {
+                    data.truncate(max);
+                    return Ok(true);
                 }
                 if r["eof"].as_bool() != Some(false) {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
@@ -348,7 +376,7 @@ impl Agent {
                 limit.min(Duration::from_secs(5)),
             )
             .await;
-        result.map(|_| data)
+        result.map(|truncated| FileRead { data, truncated })
     }
 
     /// Write `data` to a file in the guest, replacing it.

@@ -87,3 +87,38 @@ async fn read_file_has_one_deadline_for_the_whole_file() {
     assert!(matches!(r, Err(AgentError::Timeout(_))), "{r:?}");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+#[tokio::test]
+async fn a_read_stops_at_its_cap_and_says_truncated_by_the_bytes_read() {
+    // The guest's file is endless (it grew after its stat, or the stat lied).
+    let (_d, mut agent) = fake_agent(|cmd, id| match cmd {
+        "guest-file-open" => (Duration::ZERO, reply(id, json!(7))),
+        "guest-file-read" => (
+            Duration::ZERO,
+            reply(id, json!({"count": 4, "buf-b64": "eHh4eA==", "eof": false})),
+        ),
+        _ => (Duration::ZERO, reply(id, json!({}))),
+    })
+    .await;
+    let read = agent
+        .read_file_upto("/grows", 10, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(read.data, b"xxxxxxxxxx");
+    assert!(read.truncated);
+    // A file of exactly the cap is whole.
+    let (_d, mut agent) = fake_agent(|cmd, id| match cmd {
+        "guest-file-open" => (Duration::ZERO, reply(id, json!(7))),
+        "guest-file-read" => (
+            Duration::ZERO,
+            reply(id, json!({"count": 4, "buf-b64": "eHh4eA==", "eof": true})),
+        ),
+        _ => (Duration::ZERO, reply(id, json!({}))),
+    })
+    .await;
+    let read = agent
+        .read_file_upto("/exact", 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((read.data.len(), read.truncated), (4, false));
+}
