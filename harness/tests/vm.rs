@@ -2,7 +2,8 @@
 //!
 //! Listing (`--list`, as cargo-nextest does) only reads recipes and the image cache: nothing
 //! boots, and nothing but the list goes to stdout. A trial whose prerequisites are missing
-//! (no QEMU, an image not built) is listed as ignored, and the reason goes to stderr.
+//! (no QEMU, an image not built) is listed as ignored, and the reason goes to stderr; in CI
+//! (`CI` set) or with `FAULTLINE_REQUIRE_VMS=1` it fails instead.
 
 use std::path::{Path, PathBuf};
 
@@ -23,9 +24,17 @@ fn main() {
     let mut trials = Vec::new();
     // A trial whose prerequisites are missing is listed as ignored, with the reason on stderr
     // (never stdout: cargo-nextest reads the list from there).
-    let mut add =
-        |name: &str, ready: Result<Box<dyn FnOnce() -> Result<(), Failed> + Send>, String>| match ready {
+    // In CI (or when asked) a trial that cannot boot fails: a green run must mean they ran.
+    let require_vms = faultline::suite::vms_required_here();
+    let mut add = |name: &str, ready: Result<Box<dyn FnOnce() -> Result<(), Failed> + Send>, String>| {
+        match ready {
             Ok(run) => trials.push(Trial::test(name, run)),
+            Err(reason) if require_vms => {
+                let why = format!(
+                    "{reason} (VMs are required: CI or FAULTLINE_REQUIRE_VMS=1 is set, so a trial that cannot boot fails)"
+                );
+                trials.push(Trial::test(name, move || Err(why.into())));
+            }
             Err(reason) => {
                 if !listing {
                     eprintln!("{name}: ignored: {reason}");
@@ -35,7 +44,8 @@ fn main() {
                         .with_ignored_flag(true),
                 );
             }
-        };
+        }
+    };
     let cache = images::cache::default_root();
     let recipes =
         images::load_recipes(&project_root().join("images"), &[]).expect("the project's image recipes load");
