@@ -56,7 +56,7 @@ pub struct Lab {
     pub disks: Vec<Disk>,
     /// The switch's port sockets (and a kept lab's shell socket): short paths, see
     /// [`crate::sockets`]. Declared last: it goes after the guests and the switch.
-    sockets: tempfile::TempDir,
+    sockets: crate::sockets::SocketDir,
 }
 
 impl Lab {

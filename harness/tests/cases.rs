@@ -3,7 +3,8 @@
 //!
 //! Listing (`--list`, as cargo-nextest does) only parses case files: nothing boots and only
 //! the list goes to stdout. A trial whose prerequisites are missing (no QEMU, an image not
-//! built) is listed as ignored with the reason on stderr. A case file that does not validate
+//! built) is listed as ignored with the reason on stderr; in CI (`CI` set) or with
+//! `FAULTLINE_REQUIRE_VMS=1` it fails instead, so a green run means the scenarios ran. A case file that does not validate
 //! is one failing trial, `<file>::case-file`, with the `file:line:column` error.
 //!
 //! Results go to `results/test-<time>/` like any run (run.json, junit.xml, report.html),
@@ -45,6 +46,7 @@ fn main() {
     };
     let recipes = images::load_recipes(&root.join("images"), &[]).map_err(|e| e.to_string());
     let qemu = hosttools::require(&[hosttools::QEMU_SYSTEM, hosttools::QEMU_IMG]).map_err(|e| e.to_string());
+    let require_vms = suite::vms_required_here();
     for file in files {
         let stem = file
             .file_stem()
@@ -70,6 +72,10 @@ fn main() {
                     let (case, arm, cache) = (case.clone(), arm.name.clone(), cache.clone());
                     trials.push(Trial::test(name, move || run_trial(&case, &arm, &imgs, &cache)));
                 }
+                Err(reason) if require_vms => {
+                    let why = format!("{reason} (VMs are required: {REQUIRED_BECAUSE})");
+                    trials.push(Trial::test(name, move || Err(why.into())));
+                }
                 Err(reason) => {
                     if !listing {
                         eprintln!("{name}: ignored: {reason}");
@@ -84,6 +90,9 @@ fn main() {
     }
     libtest_mimic::run(&args, trials).exit();
 }
+
+/// Why a trial that cannot boot fails instead of being ignored.
+const REQUIRED_BECAUSE: &str = "CI or FAULTLINE_REQUIRE_VMS=1 is set, so a scenario that cannot run fails";
 
 /// The trials' console: everything on stderr (stdout is libtest's).
 struct Stderr;

@@ -2,7 +2,8 @@
 //!
 //! Listing (`--list`, as cargo-nextest does) only reads recipes and the image cache: nothing
 //! boots, and nothing but the list goes to stdout. A trial whose prerequisites are missing
-//! (no QEMU, an image not built) is listed as ignored, and the reason goes to stderr.
+//! (no QEMU, an image not built) is listed as ignored, and the reason goes to stderr; in CI
+//! (`CI` set) or with `FAULTLINE_REQUIRE_VMS=1` it fails instead.
 
 use std::path::{Path, PathBuf};
 
@@ -23,9 +24,17 @@ fn main() {
     let mut trials = Vec::new();
     // A trial whose prerequisites are missing is listed as ignored, with the reason on stderr
     // (never stdout: cargo-nextest reads the list from there).
-    let mut add =
-        |name: &str, ready: Result<Box<dyn FnOnce() -> Result<(), Failed> + Send>, String>| match ready {
+    // In CI (or when asked) a trial that cannot boot fails: a green run must mean they ran.
+    let require_vms = faultline::suite::vms_required_here();
+    let mut add = |name: &str, ready: Result<Box<dyn FnOnce() -> Result<(), Failed> + Send>, String>| {
+        match ready {
             Ok(run) => trials.push(Trial::test(name, run)),
+            Err(reason) if require_vms => {
+                let why = format!(
+                    "{reason} (VMs are required: CI or FAULTLINE_REQUIRE_VMS=1 is set, so a trial that cannot boot fails)"
+                );
+                trials.push(Trial::test(name, move || Err(why.into())));
+            }
             Err(reason) => {
                 if !listing {
                     eprintln!("{name}: ignored: {reason}");
@@ -35,7 +44,8 @@ fn main() {
                         .with_ignored_flag(true),
                 );
             }
-        };
+        }
+    };
     let cache = images::cache::default_root();
     let recipes =
         images::load_recipes(&project_root().join("images"), &[]).expect("the project's image recipes load");
@@ -74,6 +84,16 @@ fn main() {
                     .map_err(|e| e.to_string())
             })
             .map(|_| Box::new(sigkill_with_disks_leaves_no_process) as _),
+    );
+    add(
+        "run::two_harnesses_side_by_side_meet_their_expectations_and_die_alone",
+        lab.clone()
+            .and_then(|l| {
+                hosttools::require(&[hosttools::NBDKIT])
+                    .map(|()| l)
+                    .map_err(|e| e.to_string())
+            })
+            .map(|_| Box::new(two_harnesses_side_by_side) as _),
     );
     let lab_trials: [(&str, LabBody); 2] = [
         ("lab::three_guests_ping_by_name", lab_ping),
@@ -535,6 +555,180 @@ fn killed_leaves_nothing(
     }
     let said: Vec<String> = expect.iter().map(|(w, n)| format!("{n} {w}")).collect();
     eprintln!("{} before SIGKILL, none after", said.join(" and "));
+    Ok(())
+}
+
+/// One `faultline run --keep` of one arm, its stderr watched for the kept lab.
+struct Harness {
+    what: &'static str,
+    child: std::process::Child,
+    /// Its `--results` folder: kept when the trial fails, removed when it passes.
+    results: PathBuf,
+    kept: std::sync::mpsc::Receiver<()>,
+}
+
+impl Harness {
+    fn start(what: &'static str, case: &str, arm: &str) -> Result<Harness, String> {
+        use std::io::BufRead;
+        let root = project_root();
+        let results = tempfile::Builder::new()
+            .prefix("faultline-side-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("run")
+            .arg(root.join("cases").join(format!("{case}.toml")))
+            .args(["--arm", arm, "--keep", "--recipes"])
+            .arg(root.join("images"))
+            .arg("--results")
+            .arg(&results)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, kept) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  {what} | {line}");
+                if line.starts_with("lab kept: ") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        Ok(Harness {
+            what,
+            child,
+            results,
+            kept,
+        })
+    }
+
+    fn dir(&self) -> String {
+        self.results.display().to_string()
+    }
+
+    /// Wait until its arm has been judged and its lab is kept; then whether the arm met its
+    /// expectation, from its `run.json`.
+    fn judged(&mut self, limit: std::time::Duration) -> Result<(), String> {
+        if self.kept.recv_timeout(limit).is_err() {
+            let status = self.child.try_wait().ok().flatten();
+            return Err(format!(
+                "{}: no kept lab within {limit:?} (exit: {status:?})",
+                self.what
+            ));
+        }
+        let path = self.results.join("latest").join("run.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let run: faultline::results::RunRecord =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        match run.arms.as_slice() {
+            [a] if a.met => {
+                eprintln!("{}: {}::{} {} as expected", self.what, a.case, a.arm, a.verdict);
+                Ok(())
+            }
+            [a] => Err(format!(
+                "{}: {}::{} is {} (expected {}): {}",
+                self.what, a.case, a.arm, a.verdict, a.expected, a.explanation
+            )),
+            arms => Err(format!("{}: {} arms in run.json, not 1", self.what, arms.len())),
+        }
+    }
+
+    fn sigkill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: no destructor or handler runs
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.sigkill();
+    }
+}
+
+/// Processes of `dir`'s harness by kind, e.g. `[("qemu-system", 3)]`.
+fn counted(dir: &str, kinds: &[&str]) -> Vec<(String, usize)> {
+    let procs = processes_mentioning(dir);
+    kinds
+        .iter()
+        .map(|k| (k.to_string(), procs.iter().filter(|p| p.contains(k)).count()))
+        .collect()
+}
+
+/// Two `faultline run` processes at once, the second started 70 s after the first: by then
+/// the first's socket folders are old enough for the second's sweep of stale folders to look
+/// at them, while the first's arm is still running. Both arms must meet their expectations
+/// (the sweep must not cut the first's guests off their switch), and a SIGKILL of either
+/// leaves nothing of it behind and takes nothing of the other.
+fn two_harnesses_side_by_side() -> Result<(), Failed> {
+    let mut harnesses = Vec::new();
+    let r = side_by_side(&mut harnesses);
+    for h in &mut harnesses {
+        h.sigkill();
+        if r.is_ok() {
+            let _ = std::fs::remove_dir_all(&h.results);
+        } else {
+            eprintln!("{} harness's results kept in {}", h.what, h.results.display());
+        }
+    }
+    r.map_err(Failed::from)
+}
+
+fn side_by_side(harnesses: &mut Vec<Harness>) -> Result<(), String> {
+    use std::time::Duration;
+    const KINDS: [&str; 2] = ["qemu-system", "nbdkit"];
+    // smoke's baseline runs for minutes (three guests, NFS and mail); shelf-error's has an
+    // nbdkit disk, so both kinds of child are counted.
+    harnesses.push(Harness::start("first", "smoke", "baseline")?);
+    std::thread::sleep(Duration::from_secs(70));
+    harnesses.push(Harness::start("second", "shelf-error", "baseline")?);
+    let limit = Duration::from_secs(1200);
+    let judged: Vec<_> = harnesses.iter_mut().rev().map(|h| h.judged(limit)).collect();
+    let errors: Vec<String> = judged.into_iter().filter_map(Result::err).collect();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let [first, second] = &mut harnesses[..] else {
+        unreachable!("two harnesses were started")
+    };
+    let expect_first = vec![("qemu-system".to_string(), 3), ("nbdkit".to_string(), 0)];
+    let expect_second = vec![("qemu-system".to_string(), 2), ("nbdkit".to_string(), 1)];
+    let (a, b) = (first.dir(), second.dir());
+    for (what, dir, expect) in [("first", &a, &expect_first), ("second", &b, &expect_second)] {
+        let running = counted(dir, &KINDS);
+        if &running != expect {
+            return Err(format!(
+                "{what} harness's kept lab: expected {expect:?}, saw {running:?}"
+            ));
+        }
+    }
+    // Kill one: nothing of it may be left, and all of the other must still run.
+    let gone = |dir: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !processes_mentioning(dir).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        processes_mentioning(dir)
+    };
+    first.sigkill();
+    let left = gone(&a);
+    if !left.is_empty() {
+        return Err(format!("processes outlived the first harness: {left:?}"));
+    }
+    let running = counted(&b, &KINDS);
+    if running != expect_second {
+        return Err(format!(
+            "killing the first harness took processes of the second: expected {expect_second:?}, saw {running:?}"
+        ));
+    }
+    second.sigkill();
+    let left = gone(&b);
+    if !left.is_empty() {
+        return Err(format!("processes outlived the second harness: {left:?}"));
+    }
+    eprintln!("both arms met their expectations side by side; each SIGKILL left nothing of its harness");
     Ok(())
 }
 

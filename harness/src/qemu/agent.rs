@@ -4,6 +4,10 @@
 //! connection, or a command that timed out): the first exchange is a `guest-sync-delimited`
 //! whose 0xFF marker and unique id tell us where fresh replies begin, and every command after
 //! it carries an `id` the reply must echo.
+//!
+//! The guest controls what comes back, so what it can make the harness hold or wait for is
+//! bounded: a reply line is at most [`LINE_MAX`] bytes, a file read at most [`READ_MAX`] bytes
+//! within one deadline for the whole file.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +20,9 @@ use tokio::net::UnixStream;
 
 /// The most the harness reads of one guest file ([`Agent::read_file`]).
 pub const READ_MAX: usize = 256 << 20;
+/// The longest reply line taken from the agent. The longest honest one is a
+/// `guest-exec-status` with qemu-ga's 16 MiB of stdout and of stderr, base64 (under 45 MB).
+pub const LINE_MAX: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -27,6 +34,8 @@ pub enum AgentError {
     Closed,
     #[error("guest agent: {0}")]
     Protocol(String),
+    #[error("guest agent: a reply line longer than {0} bytes")]
+    LineTooLong(usize),
     #[error("guest agent command {command} failed: {desc}")]
     Command { command: String, desc: String },
     #[error("guest command still running after {limit:?}: {command}")]
@@ -47,10 +56,22 @@ impl ExecOutput {
     }
 }
 
+/// What [`Agent::read_file_upto`] read of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRead {
+    pub data: Vec<u8>,
+    /// The file held more than was read.
+    pub truncated: bool,
+}
+
 pub struct Agent {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     next_id: u64,
+    /// [`LINE_MAX`], smaller in tests.
+    line_max: usize,
+    /// The rest of an overlong line is still to be skipped before the next reply.
+    skip_line: bool,
 }
 
 impl Agent {
@@ -66,6 +87,8 @@ impl Agent {
             reader: BufReader::new(r),
             writer: w,
             next_id: seed & 0x7fff_ffff_ffff,
+            line_max: LINE_MAX,
+            skip_line: false,
         })
     }
 
@@ -120,13 +143,43 @@ impl Agent {
     }
 
     async fn read_value(&mut self) -> Result<Value, AgentError> {
-        let mut line = Vec::new();
-        if self.reader.read_until(b'\n', &mut line).await? == 0 {
-            return Err(AgentError::Closed);
+        if self.skip_line {
+            self.read_line(None).await?;
+            self.skip_line = false;
         }
+        let mut line = Vec::new();
+        self.read_line(Some(&mut line)).await?;
         let line = String::from_utf8_lossy(&line);
         serde_json::from_str(line.trim_start_matches('\u{FFFD}'))
             .map_err(|e| AgentError::Protocol(format!("bad JSON {line:?}: {e}")))
+    }
+
+    /// Read up to and with the next newline into `into` (or skip it), at most `line_max`
+    /// bytes: a longer line is an error, and its rest is skipped before the next read.
+    async fn read_line(&mut self, mut into: Option<&mut Vec<u8>>) -> Result<(), AgentError> {
+        let mut len = 0;
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                return Err(AgentError::Closed);
+            }
+            let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            if into.is_some() && len + take > self.line_max {
+                self.skip_line = true;
+                return Err(AgentError::LineTooLong(self.line_max));
+            }
+            if let Some(v) = into.as_deref_mut() {
+                v.extend_from_slice(&buf[..take]);
+            }
+            len += take;
+            self.reader.consume(take);
+            if done {
+                return Ok(());
+            }
+        }
     }
 
     /// Run one agent command, returning its `return` value. Each command carries a unique
@@ -243,10 +296,39 @@ impl Agent {
         .map(|_| ())
     }
 
-    /// Read a whole file from the guest (at most [`READ_MAX`] bytes, else an error).
+    /// Read a whole file from the guest (at most [`READ_MAX`] bytes, else an error), all of
+    /// it within `limit`: a guest that answers every chunk slowly still ends at the deadline.
     pub async fn read_file(&mut self, path: &str, limit: Duration) -> Result<Vec<u8>, AgentError> {
+        let read = self.read_file_upto(path, READ_MAX, limit).await?;
+        if read.truncated {
+            return Err(AgentError::Protocol(format!(
+                "{path} is longer than the {} MiB the harness reads of a guest file",
+                READ_MAX >> 20
+            )));
+        }
+        Ok(read.data)
+    }
+
+    /// Read at most `max` bytes of a guest file, all within `limit`; says whether there was
+    /// more. The bytes read decide, not what the guest says the file's size is: a file can
+    /// grow between a `stat` and its read, and the guest's answers are its own.
+    pub async fn read_file_upto(
+        &mut self,
+        path: &str,
+        max: usize,
+        limit: Duration,
+    ) -> Result<FileRead, AgentError> {
+        let deadline = Instant::now() + limit;
+        let left = move || {
+            let l = deadline.saturating_duration_since(Instant::now());
+            if l.is_zero() {
+                Err(AgentError::Timeout(limit))
+            } else {
+                Ok(l)
+            }
+        };
         let h = self
-            .execute("guest-file-open", json!({"path": path, "mode": "r"}), limit)
+            .execute("guest-file-open", json!({"path": path, "mode": "r"}), left()?)
             .await?;
         let handle = h
             .as_i64()
@@ -254,13 +336,19 @@ impl Agent {
         let mut data = Vec::new();
         let result = async {
             loop {
+                // One byte past `max` tells a file of exactly `max` bytes from a longer one.
+                let count = (max + 1 - data.len()).min(1 << 20);
                 let r = self
                     .execute(
                         "guest-file-read",
-                        json!({"handle": handle, "count": 1 << 20}),
-                        limit,
+                        json!({"handle": handle, "count": count}),
+                        left()?,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| match e {
+                        AgentError::Timeout(_) => AgentError::Timeout(limit),
+                        e => e,
+                    })?;
                 if let Some(b) = r["buf-b64"].as_str() {
                     data.extend(
                         base64::engine::general_purpose::STANDARD
@@ -268,23 +356,27 @@ impl Agent {
                             .map_err(|e| AgentError::Protocol(e.to_string()))?,
                     );
                 }
-                // The guest decides what the path holds (a log that never ends, /dev/zero).
-                if data.len() > READ_MAX {
-                    return Err(AgentError::Protocol(format!(
-                        "{path} is longer than the {} MiB the harness reads of a guest file",
-                        READ_MAX >> 20
-                    )));
+                // The guest decides what the path holds (a log that never ends, /dev/zero)
+                // and how much each read returns.
+                if data.len() > max {
+                    data.truncate(max);
+                    return Ok(true);
                 }
                 if r["eof"].as_bool() != Some(false) {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
         .await;
+        // Closed even after the deadline: a handle left open is the guest's to keep forever.
         let _ = self
-            .execute("guest-file-close", json!({"handle": handle}), limit)
+            .execute(
+                "guest-file-close",
+                json!({"handle": handle}),
+                limit.min(Duration::from_secs(5)),
+            )
             .await;
-        result.map(|_| data)
+        result.map(|truncated| FileRead { data, truncated })
     }
 
     /// Write `data` to a file in the guest, replacing it.
@@ -316,3 +408,6 @@ impl Agent {
         result.and(close.map(|_| ()))
     }
 }
+
+#[cfg(test)]
+mod tests;

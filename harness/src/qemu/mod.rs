@@ -1,9 +1,11 @@
 //! One QEMU process per guest: started on a throwaway overlay of its image, driven through
 //! QMP (the machine) and qemu-guest-agent (inside), its serial console logged from the first
-//! byte, and killed with its process group however the harness ends.
+//! byte (at most [`console::CONSOLE_MAX`] of it), and killed with its process group however
+//! the harness ends.
 
 pub mod agent;
 pub mod argv;
+pub mod console;
 pub mod qmp;
 pub mod saved;
 
@@ -83,8 +85,12 @@ pub struct Machine {
     pub agent: Agent,
     pub started: Instant,
     group: procs::Group,
-    /// QMP's and the agent's sockets (dropped after `group`: QEMU goes first).
-    _sockets: tempfile::TempDir,
+    /// The console's copy into `console.log` (dropped after `group`: QEMU's end ends it, and
+    /// its last line is written before the machine is gone).
+    _console: console::ConsoleLog,
+    /// QMP's and the agent's sockets and the console's FIFO (dropped after `group`: QEMU
+    /// goes first).
+    _sockets: crate::sockets::SocketDir,
 }
 
 impl Machine {
@@ -118,6 +124,12 @@ impl Machine {
         }
         let sockets =
             crate::sockets::private_dir().map_err(|e| fail(format!("creating a socket folder: {e}")))?;
+        // The guest decides how much its console prints: QEMU writes it into a FIFO, and the
+        // log keeps its first CONSOLE_MAX bytes.
+        let console_fifo = sockets.path().join("console.fifo");
+        let console =
+            console::ConsoleLog::start(&console_fifo, &l.dir.join("console.log"), console::CONSOLE_MAX)
+                .map_err(|e| fail(format!("logging the console: {e}")))?;
         let spec = MachineSpec {
             name: l.name.clone(),
             accel: l.accel,
@@ -131,7 +143,7 @@ impl Machine {
             disk,
             qmp_socket: sockets.path().join("qmp.sock"),
             agent_socket: sockets.path().join("agent.sock"),
-            console_log: l.dir.join("console.log"),
+            console_log: console_fifo,
             nics: l.nics.clone(),
             incoming: l.restore.map(|s| s.state()),
         };
@@ -183,6 +195,7 @@ impl Machine {
             agent,
             started,
             group,
+            _console: console,
             _sockets: sockets,
         })
     }

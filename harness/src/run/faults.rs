@@ -27,7 +27,19 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, f: &Fault, begun: Option<Faul
                 _ = st.wait_done() => None,
             };
             match fired {
-                Some(why) => start(ctx, f, Some(why)).await,
+                Some(Ok(why)) => start(ctx, f, Some(why)).await,
+                // Not watched is not fired: from an unknown offset a line written before
+                // the workload could be taken for the trigger.
+                Some(Err(why)) => {
+                    return FaultRun {
+                        name: f.name.clone(),
+                        evidence: vec![format!(
+                            "its trigger ({}) could not be watched: {why}",
+                            describe_trigger(&f.start)
+                        )],
+                        ..FaultRun::default()
+                    }
+                }
                 None => {
                     return FaultRun {
                         name: f.name.clone(),
@@ -75,9 +87,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, f: &Fault, begun: Option<Faul
     run
 }
 
-/// Wait for the fault's trigger; returns a sentence saying what happened.
-async fn trigger(ctx: &Ctx<'_>, st: &State, f: &Fault) -> String {
-    match &f.start {
+/// Wait for the fault's trigger; returns a sentence saying what happened, or why the trigger
+/// cannot be watched.
+async fn trigger(ctx: &Ctx<'_>, st: &State, f: &Fault) -> Result<String, String> {
+    let why = match &f.start {
         Trigger::At { offset } => {
             tokio::time::sleep(offset.saturating_sub(Duration::from_secs_f64(ctx.history.t()))).await;
             format!("at t={:.1} s as planned", offset.as_secs_f64())
@@ -87,7 +100,7 @@ async fn trigger(ctx: &Ctx<'_>, st: &State, f: &Fault) -> String {
             format!("after step {step} ended at t={t:.1} s")
         }
         Trigger::OnLog { guest, file, pattern } => {
-            let line = watch_log(ctx, st, guest, file, pattern).await;
+            let line = watch_log(ctx, st, guest, file, pattern).await?;
             format!("on {guest}:{file} line: {}", snippet(&line, 160))
         }
         Trigger::OnFrame { segment, matcher } => {
@@ -108,12 +121,13 @@ async fn trigger(ctx: &Ctx<'_>, st: &State, f: &Fault) -> String {
                     .and_then(|r| r.frames.first().copied())
                 {
                     ctx.switch.remove_rule(id).await;
-                    return format!("on {segment}.pcapng frame {first}");
+                    break format!("on {segment}.pcapng frame {first}");
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-    }
+    };
+    Ok(why)
 }
 
 fn describe_trigger(t: &Trigger) -> String {

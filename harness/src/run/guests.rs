@@ -130,6 +130,21 @@ impl<'a> Guests<'a> {
         self.agent(guest)?.lock().await.read_file(path, limit).await
     }
 
+    /// At most `max` bytes of a file, within `limit`; see [`Agent::read_file_upto`].
+    pub async fn read_file_upto(
+        &self,
+        guest: &str,
+        path: &str,
+        max: usize,
+        limit: Duration,
+    ) -> Result<crate::qemu::agent::FileRead, AgentError> {
+        self.agent(guest)?
+            .lock()
+            .await
+            .read_file_upto(path, max, limit)
+            .await
+    }
+
     pub async fn write_file(&self, guest: &str, path: &str, data: &[u8]) -> Result<(), AgentError> {
         let limit = self.call_limit();
         self.agent(guest)?

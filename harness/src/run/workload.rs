@@ -21,7 +21,7 @@ use crate::results::EventKind;
 use crate::run::faults;
 use crate::run::guests::Guests;
 use crate::run::history::History;
-use crate::run::record::{FaultRun, StepRecord};
+use crate::run::record::{snippet, FaultRun, StepRecord};
 use crate::run::steps;
 use crate::shquote::sh_quote;
 use crate::wire::switch::Switch;
@@ -60,7 +60,8 @@ pub(crate) struct State {
     /// True once every step has finished.
     done: watch::Sender<bool>,
     /// Byte offsets of log files at the workload's start: lines before them do not count.
-    log_base: BTreeMap<(String, String), usize>,
+    /// An offset that could not be read is the reason why: such a log is never matched.
+    log_base: BTreeMap<(String, String), Result<usize, String>>,
 }
 
 impl State {
@@ -172,7 +173,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Outcome {
 }
 
 /// Put the helper scripts in every guest and note where the watched logs end now.
-async fn prepare_guests(ctx: &Ctx<'_>) -> BTreeMap<(String, String), usize> {
+async fn prepare_guests(ctx: &Ctx<'_>) -> BTreeMap<(String, String), Result<usize, String>> {
     let mut watched: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in &ctx.case.steps {
         if let (StepKind::WaitForLog { file, .. }, Some(g)) = (&s.kind, &s.guest) {
@@ -196,13 +197,29 @@ async fn prepare_guests(ctx: &Ctx<'_>) -> BTreeMap<(String, String), usize> {
         let files = watched.remove(&g.name).unwrap_or_default();
         let mut script = format!("mkdir -p {GUEST_DIR}/ready && rm -f {GUEST_DIR}/ready/*");
         for f in &files {
-            script.push_str(&format!("; stat -c %s {} 2>/dev/null || echo 0", sh_quote(f)));
+            script.push_str(&format!("; {}", offset_script(f)));
         }
         let limit = ctx.accel.scale(Duration::from_secs(10));
-        if let Ok(out) = ctx.guests.exec(&g.name, &script, limit).await {
-            for (f, size) in files.iter().zip(out.stdout.lines()) {
-                base.insert((g.name.clone(), f.clone()), size.trim().parse().unwrap_or(0));
-            }
+        let offsets = match ctx.guests.exec(&g.name, &script, limit).await {
+            Ok(out) if out.ok() => log_offsets(&files, &out.stdout),
+            Ok(out) => files
+                .iter()
+                .map(|f| {
+                    let why = format!(
+                        "noting where it ended exited {}: {}",
+                        out.exit_code,
+                        snippet(&out.stderr, 120)
+                    );
+                    (f.clone(), Err(why))
+                })
+                .collect(),
+            Err(e) => files
+                .iter()
+                .map(|f| (f.clone(), Err(format!("noting where it ended: {e}"))))
+                .collect(),
+        };
+        for (f, offset) in offsets {
+            base.insert((g.name.clone(), f), offset);
         }
         for (name, body) in [("lockprobe.pl", LOCKPROBE), ("mailclient.pl", MAILCLIENT)] {
             let _ = ctx
@@ -214,29 +231,94 @@ async fn prepare_guests(ctx: &Ctx<'_>) -> BTreeMap<(String, String), usize> {
     base
 }
 
+/// The shell that prints where `file` ends: its size, 0 when it does not exist yet (all of it
+/// will be new), and `?` when it exists but its size cannot be read.
+fn offset_script(file: &str) -> String {
+    let f = sh_quote(file);
+    format!("if [ -e {f} ]; then stat -c %s -- {f} 2>/dev/null || echo '?'; else echo 0; fi")
+}
+
+/// Where each of `files` ended, from the output of their [`offset_script`]s in order. An
+/// offset that cannot be read is an error, never 0: from 0, lines written before the workload
+/// would count as new.
+fn log_offsets(files: &[String], stdout: &str) -> Vec<(String, Result<usize, String>)> {
+    let mut lines = stdout.lines();
+    files
+        .iter()
+        .map(|f| {
+            let offset = match lines.next().map(str::trim) {
+                None => Err("its size at the workload's start is missing".to_string()),
+                Some(l) => l
+                    .parse::<usize>()
+                    .map_err(|_| format!("its size at the workload's start could not be read ({l:?})")),
+            };
+            (f.clone(), offset)
+        })
+        .collect()
+}
+
+/// Where `guest`'s `file` ended at the workload's start, or why that is not known.
+pub(crate) fn log_base(st: &State, guest: &str, file: &str) -> Result<usize, String> {
+    match st.log_base.get(&(guest.to_string(), file.to_string())) {
+        Some(Ok(n)) => Ok(*n),
+        Some(Err(why)) => Err(format!("cannot watch {guest}:{file}: {why}")),
+        None => Err(format!(
+            "cannot watch {guest}:{file}: where it ended at the workload's start was not noted"
+        )),
+    }
+}
+
 /// Wait until a line matching `pattern` is written to `guest`'s `file` after where it ended at
-/// the workload's start; returns it.
+/// the workload's start; returns it. When that offset is not known, returns why at once:
+/// matching from 0 could take a line written before the workload for the trigger.
 pub(crate) async fn watch_log(
     ctx: &Ctx<'_>,
     st: &State,
     guest: &str,
     file: &str,
     pattern: &crate::case::Pattern,
-) -> String {
-    let base = st
-        .log_base
-        .get(&(guest.to_string(), file.to_string()))
-        .copied()
-        .unwrap_or(0);
+) -> Result<String, String> {
+    let base = log_base(st, guest, file)?;
     loop {
         if let Ok(bytes) = ctx.guests.read_file(guest, file).await {
             // A file that shrank was rotated or truncated: all of it is new.
             let from = if bytes.len() < base { 0 } else { base };
             let text = String::from_utf8_lossy(&bytes[from..]);
             if let Some(line) = text.lines().find(|l| pattern.matches_line(l)) {
-                return line.to_string();
+                return Ok(line.to_string());
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("/var/log/f{i}")).collect()
+    }
+
+    #[test]
+    fn an_offset_that_could_not_be_read_is_an_error_never_zero() {
+        let got = log_offsets(&files(4), "1234\n0\n?\n");
+        assert_eq!(got[0].1, Ok(1234));
+        assert_eq!(
+            got[1].1,
+            Ok(0),
+            "a file that does not exist yet: all of it is new"
+        );
+        assert!(
+            got[2].1.as_ref().is_err_and(|e| e.contains("could not be read")),
+            "{got:?}"
+        );
+        assert!(got[3].1.as_ref().is_err_and(|e| e.contains("missing")), "{got:?}");
+    }
+
+    #[test]
+    fn the_offset_script_tells_a_missing_file_from_an_unreadable_one() {
+        let s = offset_script("/var/log/mail.log");
+        assert!(s.contains("echo '?'") && s.contains("else echo 0"), "{s}");
     }
 }

@@ -15,5 +15,7 @@ mod runner;
 mod select;
 
 pub use run_dir::{rerun_command, rerun_selection, versions, RunDir};
-pub use runner::{decide_accel, runtime, serve_kept, stop_signal, Interrupted, Runner};
+pub use runner::{
+    decide_accel, runtime, serve_kept, stop_signal, vms_required, vms_required_here, Interrupted, Runner,
+};
 pub use select::{case_files, load_cases, select, Partition, CASES_DIR};

@@ -27,6 +27,20 @@ use crate::run::{self, ArmRun};
 
 use super::{rerun_command, versions, RunDir};
 
+/// Whether a VM trial whose prerequisites are missing (no QEMU, an image not built) fails
+/// instead of being ignored: in CI (`CI` set to anything but empty, `false` or `0`) or when
+/// `FAULTLINE_REQUIRE_VMS=1`. A green `cargo test` there must mean the scenarios ran.
+pub fn vms_required(ci: Option<&str>, require_vms: Option<&str>) -> bool {
+    let ci = ci.is_some_and(|v| !matches!(v.trim(), "" | "false" | "0"));
+    ci || require_vms.is_some_and(|v| v.trim() == "1")
+}
+
+/// [`vms_required`] for this process's environment.
+pub fn vms_required_here() -> bool {
+    let var = |k: &str| std::env::var(k).ok();
+    vms_required(var("CI").as_deref(), var("FAULTLINE_REQUIRE_VMS").as_deref())
+}
+
 /// Decide the accelerator (a probe boot of `probe`'s kernel unless `forced`) and say which.
 pub fn decide_accel(forced: Option<Accel>, probe: Option<&Image>, console: &dyn Console) -> Decision {
     let decision = accel::decide(forced, probe.map(|i| i.kernel()).as_deref());
@@ -197,5 +211,19 @@ mod tests {
         assert_eq!(r.exit(), Exit::Failed);
         r.broke = true;
         assert_eq!(r.exit(), Exit::Broken);
+    }
+
+    #[test]
+    fn in_ci_or_when_asked_a_missing_vm_fails_the_trial_instead_of_skipping_it() {
+        assert!(
+            !vms_required(None, None),
+            "a developer's machine skips with the reason"
+        );
+        assert!(vms_required(Some("true"), None));
+        assert!(vms_required(Some("1"), None));
+        assert!(!vms_required(Some(""), None));
+        assert!(!vms_required(Some("false"), None));
+        assert!(vms_required(None, Some("1")));
+        assert!(!vms_required(None, Some("0")));
     }
 }

@@ -9,6 +9,11 @@
 //!   its own writer task; a full queue drops the frame and counts it.
 //! - Guest bytes never panic the switch: classification is total, an impossible length
 //!   prefix closes only that guest's connection (and is counted).
+//! - A port's connections are numbered: the end of an older connection never takes the
+//!   writer of a newer one (QEMU reconnects after a restore; anything else that connects and
+//!   leaves must not cut the guest off).
+//! - Delayed frames wait in a bounded queue: past [`DELAY_QUEUE_FRAMES`] frames or
+//!   [`DELAY_QUEUE_BYTES`] bytes a new delayed frame is dropped and counted on its port.
 
 use std::collections::BinaryHeap;
 use std::io::{self, BufWriter};
@@ -31,6 +36,10 @@ use crate::wire::rules::{Rule, RuleId, RuleSet, RuleStats, Verdict};
 pub const MAX_FRAME: usize = 65_536 + 256;
 /// Frames queued toward one port before new ones are dropped (and counted).
 const EGRESS_QUEUE: usize = 2048;
+/// The most frames a delay rule holds at once (all ports together)...
+pub const DELAY_QUEUE_FRAMES: usize = 8192;
+/// ...and the most bytes: a guest decides how much it sends into a delay.
+pub const DELAY_QUEUE_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct SegmentConfig {
@@ -58,6 +67,8 @@ pub struct PortStats {
     pub bad_lengths: u64,
     /// Frames dropped because this port's egress queue was full.
     pub egress_overflow: u64,
+    /// Frames toward this port a delay rule dropped because the delay queue was full.
+    pub delay_overflow: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -69,10 +80,16 @@ pub struct SegmentStats {
     pub pcap: PathBuf,
 }
 
+/// Which of a port's connections an event is about: its number among the port's accepts.
+type Generation = u64;
+/// Frames on their way to one connection's writer task.
+type Egress = mpsc::Sender<Arc<[u8]>>;
+
 enum Event {
     Connected {
         port: usize,
-        writer: mpsc::Sender<Arc<[u8]>>,
+        generation: Generation,
+        writer: Egress,
     },
     Frame {
         port: usize,
@@ -80,9 +97,11 @@ enum Event {
     },
     BadLength {
         port: usize,
+        generation: Generation,
     },
     Disconnected {
         port: usize,
+        generation: Generation,
     },
 }
 
@@ -182,15 +201,23 @@ impl Drop for Switch {
 }
 
 /// Accept connections on one port (QEMU reconnects after a restore); read frames from the
-/// newest connection and give the core a writer for it.
+/// newest connection and give the core a writer for it. Each connection carries its number,
+/// so its end can only ever close itself.
 async fn serve_port(port: usize, listener: UnixListener, events: mpsc::Sender<Event>) {
+    let mut generation: Generation = 0;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
+        generation += 1;
         let (mut reader, mut writer) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(EGRESS_QUEUE);
-        if events.send(Event::Connected { port, writer: tx }).await.is_err() {
+        let connected = Event::Connected {
+            port,
+            generation,
+            writer: tx,
+        };
+        if events.send(connected).await.is_err() {
             return;
         }
         tokio::spawn(async move {
@@ -210,7 +237,7 @@ async fn serve_port(port: usize, listener: UnixListener, events: mpsc::Sender<Ev
                 }
                 let n = u32::from_be_bytes(len) as usize;
                 if n > MAX_FRAME {
-                    let _ = events.send(Event::BadLength { port }).await;
+                    let _ = events.send(Event::BadLength { port, generation }).await;
                     return;
                 }
                 let mut frame = vec![0u8; n];
@@ -221,7 +248,7 @@ async fn serve_port(port: usize, listener: UnixListener, events: mpsc::Sender<Ev
                     return;
                 }
             }
-            let _ = events.send(Event::Disconnected { port }).await;
+            let _ = events.send(Event::Disconnected { port, generation }).await;
         });
     }
 }
@@ -256,12 +283,15 @@ struct Core {
     ports: Vec<String>,
     pcap_path: PathBuf,
     pcap: pcapng::Writer<BufWriter<std::fs::File>>,
-    writers: Vec<Option<mpsc::Sender<Arc<[u8]>>>>,
+    /// Each port's current connection: its generation and its writer.
+    writers: Vec<Option<(Generation, Egress)>>,
     stats: Vec<PortStats>,
     macs: MacTable,
     rules: RuleSet,
     classifier: Classifier,
     delayed: BinaryHeap<Delayed>,
+    /// Bytes of the frames in `delayed`.
+    delayed_bytes: usize,
     frames: u64,
     seq: u64,
     rng: u64,
@@ -287,6 +317,7 @@ impl Core {
             rules: RuleSet::default(),
             classifier: Classifier::default(),
             delayed: BinaryHeap::new(),
+            delayed_bytes: 0,
             frames: 0,
             seq: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
@@ -332,21 +363,32 @@ impl Core {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Connected { port, writer } => {
-                self.writers[port] = Some(writer);
+            Event::Connected {
+                port,
+                generation,
+                writer,
+            } => {
+                self.writers[port] = Some((generation, writer));
                 self.stats[port].connected = true;
                 self.stats[port].connections += 1;
             }
-            Event::Disconnected { port } => {
-                self.writers[port] = None;
-                self.stats[port].connected = false;
+            Event::Disconnected { port, generation } => {
+                self.close(port, generation);
             }
-            Event::BadLength { port } => {
-                self.writers[port] = None;
-                self.stats[port].connected = false;
+            Event::BadLength { port, generation } => {
                 self.stats[port].bad_lengths += 1;
+                self.close(port, generation);
             }
             Event::Frame { port, frame } => self.switch_frame(port, frame),
+        }
+    }
+
+    /// Connection `generation` of `port` ended: forget its writer, unless a newer connection
+    /// has taken the port since.
+    fn close(&mut self, port: usize, generation: Generation) {
+        if self.writers[port].as_ref().is_some_and(|(g, _)| *g == generation) {
+            self.writers[port] = None;
+            self.stats[port].connected = false;
         }
     }
 
@@ -401,7 +443,14 @@ impl Core {
                 }
                 Verdict::Drop => {}
                 Verdict::Delay(d) => {
+                    if self.delayed.len() >= DELAY_QUEUE_FRAMES
+                        || self.delayed_bytes + frame.len() > DELAY_QUEUE_BYTES
+                    {
+                        self.stats[to].delay_overflow += 1;
+                        continue;
+                    }
                     self.seq += 1;
+                    self.delayed_bytes += frame.len();
                     self.delayed.push(Delayed {
                         due: Instant::now() + d,
                         seq: self.seq,
@@ -414,7 +463,7 @@ impl Core {
     }
 
     fn send(&mut self, to: usize, frame: Arc<[u8]>) {
-        let Some(w) = &self.writers[to] else { return };
+        let Some((_, w)) = &self.writers[to] else { return };
         let len = frame.len() as u64;
         match w.try_send(frame) {
             Ok(()) => {
@@ -429,6 +478,7 @@ impl Core {
         let now = Instant::now();
         while self.delayed.peek().is_some_and(|d| d.due <= now) {
             let d = self.delayed.pop().expect("peeked");
+            self.delayed_bytes -= d.frame.len();
             self.send(d.port, d.frame);
         }
     }

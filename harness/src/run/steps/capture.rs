@@ -3,8 +3,9 @@
 //!
 //! Invariants: the globs are expanded by the guest's shell, so the case model lets through
 //! only path characters and `*`/`?`; every file is size-checked before it is read, and none
-//! is read past [`CAPTURE_MAX`]; the command's output takes its name (`command.out`) before
-//! any file is copied.
+//! is read past [`CAPTURE_MAX`] whatever its `stat` said (the guest's answer, and a file can
+//! grow): a copy cut there is kept and named as truncated, which fails the step; the
+//! command's output takes its name (`command.out`) before any file is copied.
 
 use std::time::Duration;
 
@@ -56,6 +57,16 @@ pub(super) async fn run(
 /// The most bytes a capture step copies of one guest file: the guest controls what is there.
 const CAPTURE_MAX: u64 = 64 << 20;
 
+/// What is wrong with a copy of `path` of which `read` was read, if anything.
+fn truncation(path: &str, read: &crate::qemu::agent::FileRead) -> Option<String> {
+    read.truncated.then(|| {
+        format!(
+            "{path}: truncated: only its first {} MiB were copied (it grew past its stat, or the guest said less)",
+            CAPTURE_MAX >> 20
+        )
+    })
+}
+
 /// Copy every regular file matching `patterns` out of the guest into `<rel_dir>/<file name>`
 /// (`rel_dir` relative to the arm's folder, already made), adding each copy to `copied`
 /// (whose names are taken); returns what could not be copied. A pattern matching nothing is
@@ -104,16 +115,42 @@ async fn copy_files(
             ));
             continue;
         }
-        match ctx.guests.read_file(guest, path).await {
-            Ok(bytes) => {
+        match ctx
+            .guests
+            .read_file_upto(guest, path, CAPTURE_MAX as usize, limit)
+            .await
+        {
+            Ok(read) => {
                 let rel = format!("{rel_dir}/{base}");
-                match std::fs::write(ctx.dir.join(&rel), &bytes) {
+                match std::fs::write(ctx.dir.join(&rel), &read.data) {
                     Ok(()) => copied.push(rel),
                     Err(e) => problems.push(format!("writing {rel}: {e}")),
                 }
+                problems.extend(truncation(path, &read));
             }
             Err(e) => problems.push(format!("{path}: {e}")),
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::agent::FileRead;
+
+    #[test]
+    fn a_copy_cut_at_the_cap_is_a_problem_whatever_stat_said() {
+        let cut = FileRead {
+            data: vec![0; CAPTURE_MAX as usize],
+            truncated: true,
+        };
+        let p = truncation("/var/mail/x/dovecot.index", &cut).expect("a truncated copy is named");
+        assert!(p.contains("truncated") && p.contains("64 MiB"), "{p}");
+        let whole = FileRead {
+            data: vec![0; 10],
+            truncated: false,
+        };
+        assert_eq!(truncation("/x", &whole), None);
+    }
 }

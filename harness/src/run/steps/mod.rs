@@ -22,7 +22,7 @@ use crate::results::EventKind;
 use crate::run::guests::Running;
 use crate::run::history::unix_now;
 use crate::run::record::{snippet, StepOutcome};
-use crate::run::workload::{watch_log, Ctx, State, GUEST_DIR};
+use crate::run::workload::{log_base, watch_log, Ctx, State, GUEST_DIR};
 use crate::shquote::sh_quote;
 
 /// A step ready to start as a guest process.
@@ -232,7 +232,9 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, background: &Background) {
                 let limit = ctx.accel.scale(*timeout);
                 let found = tokio::time::timeout(limit, watch_log(ctx, st, g, file, pattern)).await;
                 let (outcome, out) = match found {
-                    Ok(line) => (StepOutcome::Ok, line),
+                    Ok(Ok(line)) => (StepOutcome::Ok, line),
+                    // Where the file ended at the start is unknown: no line can be told new.
+                    Ok(Err(why)) => (StepOutcome::Error(why), String::new()),
                     Err(_) => (
                         StepOutcome::Failed(format!(
                             "no line matching \"{}\" appeared in {file} within {:.0} s",
@@ -256,6 +258,22 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, background: &Background) {
                 let Some(prep) = prepare(ctx, step) else { continue };
                 let g = guest.unwrap_or_default();
                 let t = begin(ctx, st, step, snippet(&prep.script, 200));
+                // A session stopped by a log line whose start offset is unknown could be
+                // stopped by a line written before the workload: not run.
+                if let Some(Err(why)) = prep.stop_on_log.as_ref().map(|s| log_base(st, &s.guest, &s.file)) {
+                    finish(
+                        ctx,
+                        st,
+                        step,
+                        t,
+                        StepOutcome::Error(why),
+                        None,
+                        String::new(),
+                        String::new(),
+                        None,
+                    );
+                    continue;
+                }
                 let run = match ctx.guests.spawn(g, &prep.script).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -299,7 +317,13 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, background: &Background) {
                             // The line appears: tell the client (it polls for the file), then
                             // keep waiting for it to end.
                             let signal = async {
-                                let line = watch_log(ctx, st, &stop.guest, &stop.file, &stop.pattern).await;
+                                // Its offset was checked before the start: an error here
+                                // cannot happen, and would leave the session to its timeout.
+                                let Ok(line) =
+                                    watch_log(ctx, st, &stop.guest, &stop.file, &stop.pattern).await
+                                else {
+                                    return std::future::pending::<()>().await;
+                                };
                                 let _ = ctx.guests.write_file(g, &stop.stop_file, line.as_bytes()).await;
                                 ctx.history.event(
                                     EventKind::Op,

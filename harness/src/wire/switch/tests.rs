@@ -285,3 +285,76 @@ async fn hostile_bytes_close_only_that_port() {
     // ethertype, which is not.
     assert!(st.ports[0].malformed >= 4, "{:?}", st.ports[0]);
 }
+
+#[tokio::test]
+async fn an_old_connection_ending_never_cuts_off_the_newer_one() {
+    let (_d, sw) = segment(&["a", "b"]).await;
+    // Something connects to port a (a probe, or QEMU before a restore), then the guest does.
+    let old = connect(&sw, "a").await;
+    connected(&sw, 1).await;
+    let mut guest = connect(&sw, "a").await;
+    connected(&sw, 2).await;
+    let mut b = connect(&sw, "b").await;
+    connected(&sw, 3).await;
+    drop(old);
+    // Let the old connection's end reach the switch before b speaks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let f = udp(BROADCAST, B, 1, 2, b"still yours");
+    b.send(&f).await.unwrap();
+    assert_eq!(
+        guest.recv(WAIT).await.unwrap().as_deref(),
+        Some(&f[..]),
+        "the old connection's end took the guest's writer"
+    );
+    let st = sw.stop().await;
+    assert!(st.ports[0].connected);
+    assert_eq!(st.ports[0].connections, 2);
+}
+
+/// Send `n` frames of `size` bytes from `a` (broadcast, so toward b) through a 60 s delay,
+/// and return the switch's counts once it has taken them all.
+async fn into_a_long_delay(n: usize, size: usize) -> SegmentStats {
+    let (_d, sw) = segment(&["a", "b"]).await;
+    let mut a = connect(&sw, "a").await;
+    let _b = connect(&sw, "b").await;
+    connected(&sw, 2).await;
+    sw.add_rule(Rule {
+        name: "slow".into(),
+        matcher: Match {
+            to: Some("b".into()),
+            ..Match::default()
+        },
+        action: Action::Delay {
+            fixed: Duration::from_secs(60),
+            jitter: Duration::ZERO,
+        },
+    })
+    .await;
+    let mut f = udp(BROADCAST, A, 1, 2, b"x");
+    f.resize(size, 0);
+    for _ in 0..n {
+        a.send(&f).await.unwrap();
+    }
+    for _ in 0..1000 {
+        let st = sw.stats().await;
+        if st.frames == n as u64 {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the switch did not take all {n} frames");
+}
+
+#[tokio::test]
+async fn the_delay_queue_is_bounded_in_frames_and_counts_what_it_drops() {
+    let st = into_a_long_delay(DELAY_QUEUE_FRAMES + 7, 64).await;
+    assert_eq!(st.ports[1].delay_overflow, 7, "{:?}", st.ports[1]);
+    assert_eq!(st.ports[0].delay_overflow, 0);
+}
+
+#[tokio::test]
+async fn the_delay_queue_is_bounded_in_bytes_and_counts_what_it_drops() {
+    let fit = DELAY_QUEUE_BYTES / MAX_FRAME;
+    let st = into_a_long_delay(fit + 3, MAX_FRAME).await;
+    assert_eq!(st.ports[1].delay_overflow, 3, "{:?}", st.ports[1]);
+}
