@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::case::{End, Fault, FaultKind, ServiceAction, Trigger};
 use crate::results::EventKind;
+use crate::run::context::{watch_log, Ctx, State, GUEST_DIR};
 use crate::run::record::{snippet, FaultRun, WireRun};
-use crate::run::workload::{watch_log, Ctx, State, GUEST_DIR};
 use crate::wire::rules::{Action, Rule, RuleStats};
 
 /// One fault from its trigger to its end; what was gathered about it.

@@ -12,6 +12,7 @@
 //!   is taken), so an arm cut short leaves what it had.
 
 pub mod checks;
+pub(crate) mod context;
 pub mod faults;
 pub mod guests;
 pub mod history;
@@ -33,10 +34,10 @@ use crate::images::{self, Image};
 use crate::lab::{GuestSpec, Lab, LabSpec};
 use crate::recipe::Recipe;
 use crate::results::{ArmRecord, CheckRecord, EventKind, FaultRecord};
+use crate::run::context::Ctx;
 use crate::run::guests::Guests;
 use crate::run::history::History;
 use crate::run::record::{snippet, EvidenceRecord, Observed};
-use crate::run::workload::Ctx;
 
 /// What every arm of a run shares.
 #[derive(Debug, Clone)]

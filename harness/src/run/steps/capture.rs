@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use crate::case::Step;
+use crate::run::context::{Ctx, State};
 use crate::run::record::{snippet, StepOutcome};
 use crate::run::steps::{begin, finish, outcome_of, ProcKind};
-use crate::run::workload::{Ctx, State};
 
 /// Run a capture step on `guest`: its command (if any), then the copies.
 pub(super) async fn run(

@@ -19,10 +19,10 @@ use std::time::Duration;
 use crate::case::{CloseMode, LockMode, SessionStop, Step, StepKind};
 use crate::qemu::agent::{AgentError, ExecOutput};
 use crate::results::EventKind;
+use crate::run::context::{log_base, watch_log, Ctx, State, GUEST_DIR};
 use crate::run::guests::Running;
 use crate::run::history::unix_now;
 use crate::run::record::{snippet, StepOutcome};
-use crate::run::workload::{log_base, watch_log, Ctx, State, GUEST_DIR};
 use crate::shquote::sh_quote;
 
 /// A step ready to start as a guest process.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::case::Step;
 use crate::results::EventKind;
+use crate::run::context::Ctx;
 use crate::run::record::snippet;
-use crate::run::workload::Ctx;
 
 /// One history event per command a mail session sent, timed by the guest's clock relative
 /// to the session's first line, with the answer's status line.
