@@ -572,4 +572,6 @@ fn tcp_flag_names(bits: u8) -> String {
 }
 
 #[cfg(test)]
+mod arms;
+#[cfg(test)]
 mod tests;
