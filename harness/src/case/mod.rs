@@ -476,6 +476,30 @@ pub struct Check {
     pub requires: Vec<String>,
     /// The evidence the check is judged on; missing evidence makes it unknown.
     pub needs: Vec<Need>,
+    /// What the check's failure must look like (`step_ok`, `step_output`, `exec_output`): a
+    /// failure that does not look like this is `unknown`, not `fail`, so an arm expecting the
+    /// check to fail meets its expectation only for the reason its story gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_when: Option<FailureReason>,
+}
+
+/// What a failure must look like for a check to count it: every part given must hold of the
+/// step's (or evidence item's) exit status, output (stdout) and stderr.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FailureReason {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<TextExpect>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<TextExpect>,
+}
+
+impl FailureReason {
+    /// No part given: any failure will do.
+    pub fn is_empty(&self) -> bool {
+        self.exit.is_none() && self.output.is_none() && self.stderr.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -484,8 +508,11 @@ pub enum CheckKind {
     StepOk {
         step: String,
     },
+    /// The step ran and failed (not timed out) — for `reason`, when it gives any part.
     StepFailed {
         step: String,
+        #[serde(flatten)]
+        reason: FailureReason,
     },
     /// The step's output (stdout; the session transcript for imap/pop3).
     StepOutput {

@@ -242,6 +242,7 @@ pub(super) struct RawMatch<'a> {
     pub rpc_kind: Option<&'a Str>,
     pub nlm_reclaim: Option<&'a S<bool>>,
     pub nlm_stat: Option<&'a S<toml::Value>>,
+    pub payload_contains: Option<&'a Str>,
 }
 
 /// A table with `segment`, the match keys, and `$extra` fields: serde's `flatten` would lose
@@ -267,6 +268,7 @@ macro_rules! frame_match_table {
             pub rpc_kind: Option<Str>,
             pub nlm_reclaim: Option<S<bool>>,
             pub nlm_stat: Option<S<toml::Value>>,
+            pub payload_contains: Option<Str>,
             $(pub $field: $ty,)*
         }
 
@@ -288,6 +290,7 @@ macro_rules! frame_match_table {
                     rpc_kind: self.rpc_kind.as_ref(),
                     nlm_reclaim: self.nlm_reclaim.as_ref(),
                     nlm_stat: self.nlm_stat.as_ref(),
+                    payload_contains: self.payload_contains.as_ref(),
                 }
             }
         }
@@ -445,13 +448,70 @@ pub(super) struct RawCheck {
     #[serde(default)]
     pub requires: Vec<Str>,
     pub step_ok: Option<S<RawStepRef>>,
-    pub step_failed: Option<S<RawStepRef>>,
+    pub step_failed: Option<S<RawStepFailed>>,
     pub step_output: Option<S<RawStepOutput>>,
     pub exec_output: Option<S<RawExecOutput>>,
     pub duration_at_most: Option<S<RawDurationAtMost>>,
     pub log_absent: Option<S<RawLogAbsent>>,
     pub frames: Option<S<RawFrames>>,
     pub faster: Option<S<RawFaster>>,
+    pub fail_when: Option<S<RawReason>>,
+}
+
+/// `step_failed`: the step, and what its failure must look like (each key optional).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStepFailed {
+    pub step: Str,
+    pub exit: Option<S<i64>>,
+    pub output_equals: Option<Str>,
+    pub output_contains: Option<Str>,
+    pub output_matches: Option<Str>,
+    pub stderr_equals: Option<Str>,
+    pub stderr_contains: Option<Str>,
+    pub stderr_matches: Option<Str>,
+}
+
+/// A check's `fail_when`: what its failure must look like (at least one key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReason {
+    pub exit: Option<S<i64>>,
+    pub output_equals: Option<Str>,
+    pub output_contains: Option<Str>,
+    pub output_matches: Option<Str>,
+    pub stderr_equals: Option<Str>,
+    pub stderr_contains: Option<Str>,
+    pub stderr_matches: Option<Str>,
+}
+
+impl RawStepFailed {
+    /// The reason keys, as a `fail_when` would give them.
+    pub fn reason(&self) -> RawReasonRef<'_> {
+        RawReasonRef {
+            exit: self.exit.as_ref(),
+            output: [&self.output_equals, &self.output_contains, &self.output_matches],
+            stderr: [&self.stderr_equals, &self.stderr_contains, &self.stderr_matches],
+        }
+    }
+}
+
+impl RawReason {
+    pub fn reason(&self) -> RawReasonRef<'_> {
+        RawReasonRef {
+            exit: self.exit.as_ref(),
+            output: [&self.output_equals, &self.output_contains, &self.output_matches],
+            stderr: [&self.stderr_equals, &self.stderr_contains, &self.stderr_matches],
+        }
+    }
+}
+
+/// The reason keys of `step_failed` or `fail_when`: `exit`, then `_equals`, `_contains`,
+/// `_matches` for the output and for stderr.
+pub(super) struct RawReasonRef<'a> {
+    pub exit: Option<&'a S<i64>>,
+    pub output: [&'a Option<Str>; 3],
+    pub stderr: [&'a Option<Str>; 3],
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::case::verdict::apply_requires;
-use crate::case::{Case, Check, CheckKind, CheckResult, Count, TextExpect, Verdict};
+use crate::case::{Case, Check, CheckKind, CheckResult, Count, FailureReason, TextExpect, Verdict};
 use crate::run::record::{snippet, Observed, StepOutcome, StepRecord};
 use crate::run::trace::{self, TraceFrame};
 use crate::wire::rpc;
@@ -32,6 +32,112 @@ pub fn judge(case: &Case, obs: &Observed, traces: &Traces) -> Vec<CheckResult> {
 }
 
 fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
+    let result = judge_kind(check, obs, traces);
+    match &check.fail_when {
+        Some(reason) if result.verdict() == Verdict::Fail => pin_reason(check, reason, obs, result),
+        _ => result,
+    }
+}
+
+/// A failed check whose `fail_when` says what its failure must look like: still `fail` when
+/// the step's (or evidence item's) exit status and texts look like that, else `unknown` — a
+/// failure for another reason (the command's own timeout, a wrong setup) is not the one the
+/// case claims.
+fn pin_reason(check: &Check, reason: &FailureReason, obs: &Observed, failed: CheckResult) -> CheckResult {
+    let name = check.name.as_str();
+    let why = failed.explanation().unwrap_or_default().to_string();
+    let (seen, what) = match &check.kind {
+        CheckKind::StepOk { step } | CheckKind::StepOutput { step, .. } => match obs.steps.get(step.as_str())
+        {
+            Some(r) => (
+                reason_misses(reason, r.exit_code, &r.output, Some(&r.stderr)),
+                r.describe(),
+            ),
+            None => return CheckResult::unknown(name, "the step has no record"),
+        },
+        CheckKind::ExecOutput { evidence, .. } => match obs.evidence.get(evidence.as_str()) {
+            Some(e) => (
+                reason_misses(reason, e.exit_code, e.text.as_deref().unwrap_or_default(), None),
+                format!("evidence `{evidence}` ({})", e.file),
+            ),
+            None => return CheckResult::unknown(name, format!("evidence `{evidence}` was not captured")),
+        },
+        // The case model allows `fail_when` only on the kinds above.
+        _ => return failed,
+    };
+    match seen {
+        None => CheckResult::fail(
+            name,
+            format!("{why} (the failure the check names: {})", describe_reason(reason)),
+        ),
+        Some(miss) => CheckResult::unknown(
+            name,
+            format!(
+                "{why}; but not the failure the check names ({}): {what} {miss}",
+                describe_reason(reason)
+            ),
+        ),
+    }
+}
+
+/// `None` when the exit status and texts are as `reason` says, else the rest of a sentence
+/// saying the first thing that is not. `stderr` is `None` where none is kept (evidence items).
+fn reason_misses(
+    reason: &FailureReason,
+    exit: Option<i64>,
+    output: &str,
+    stderr: Option<&str>,
+) -> Option<String> {
+    if let Some(want) = reason.exit {
+        match exit {
+            Some(code) if code == want => {}
+            Some(code) => return Some(format!("exited {code}, not {want}")),
+            None => return Some(format!("has no exit status, not {want}")),
+        }
+    }
+    if let Some(expect) = &reason.output {
+        if let Err(how) = text_meets(output, expect) {
+            return Some(format!("(its output) {how}"));
+        }
+    }
+    if let Some(expect) = &reason.stderr {
+        match stderr {
+            None => return Some("keeps no stderr".into()),
+            Some(text) => {
+                if let Err(how) = text_meets(text, expect) {
+                    return Some(format!("(its stderr) {how}"));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// "exit 3, output containing \"…\"": a failure reason in words.
+fn describe_reason(reason: &FailureReason) -> String {
+    let text = |which: &str, e: &TextExpect| match e {
+        TextExpect::Equals(t) => format!("{which} \"{}\"", snippet(t, 80)),
+        TextExpect::Contains(t) => format!("{which} containing \"{}\"", snippet(t, 80)),
+        TextExpect::Matches(p) => format!("{which} with a line matching \"{}\"", p.as_str()),
+    };
+    let mut parts = Vec::new();
+    if let Some(e) = reason.exit {
+        parts.push(format!("exit {e}"));
+    }
+    if let Some(o) = &reason.output {
+        parts.push(text("output", o));
+    }
+    if let Some(e) = &reason.stderr {
+        parts.push(text("stderr", e));
+    }
+    if parts.is_empty() {
+        "any failure".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
     let name = check.name.as_str();
     let step = |s: &str| obs.steps.get(s);
     match &check.kind {
@@ -45,10 +151,25 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                 _ => unreachable!("ran() passes only steps that ran"),
             },
         },
-        CheckKind::StepFailed { step: s } => match ran(name, step(s)) {
+        CheckKind::StepFailed { step: s, reason } => match ran(name, step(s)) {
             Err(r) => r,
             Ok(rec) => match &rec.outcome {
-                StepOutcome::Failed(_) => CheckResult::pass(name),
+                StepOutcome::Failed(why) => {
+                    match reason_misses(reason, rec.exit_code, &rec.output, Some(&rec.stderr)) {
+                        None => CheckResult::pass(name),
+                        // It failed, but for a reason the check does not claim: neither a pass nor
+                        // the opposite of one.
+                        Some(miss) => CheckResult::unknown(
+                            name,
+                            format!(
+                                "{} failed ({}), but not as expected ({}): it {miss}",
+                                rec.describe(),
+                                snippet(why, 160),
+                                describe_reason(reason)
+                            ),
+                        ),
+                    }
+                }
                 _ => CheckResult::fail(
                     name,
                     format!("{} succeeded, and it was expected to fail", rec.describe()),
@@ -90,6 +211,21 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                     },
                 };
                 match (&rec.outcome, took) {
+                    // Ended before the step it is timed from: the order the check assumes did
+                    // not happen, so its limit says nothing.
+                    (StepOutcome::Ok, Some(d)) if d < 0.0 && since_end_of.is_some() => CheckResult::unknown(
+                        name,
+                        format!(
+                            "{} ended {:.2} s before the end of {}: the order was wrong, so the limit says nothing",
+                            rec.describe(),
+                            -d,
+                            since_end_of
+                                .as_deref()
+                                .and_then(&step)
+                                .map(|o| o.describe())
+                                .unwrap_or_default()
+                        ),
+                    ),
                     (StepOutcome::Ok, Some(d)) if d <= limit_s => CheckResult::pass(name),
                     (StepOutcome::Ok, Some(d)) => CheckResult::fail(
                         name,
@@ -123,6 +259,20 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                 (Err(r), _) | (_, Err(r)) => return r,
                 (Ok(a), Ok(b)) => (a, b),
             };
+            // A failed step's duration is how long it took to fail, not to do the work.
+            if let Some(bad) = [fast, slow].into_iter().find(|r| r.outcome != StepOutcome::Ok) {
+                return CheckResult::unknown(
+                    name,
+                    format!(
+                        "{} did not succeed, so its duration is not the work's: {}",
+                        bad.describe(),
+                        match &bad.outcome {
+                            StepOutcome::Failed(why) => snippet(why, 160),
+                            _ => String::new(),
+                        }
+                    ),
+                );
+            }
             match (fast.duration_s, slow.duration_s) {
                 (Some(f), Some(sl)) if f > 0.0 => {
                     let ratio = sl / f;
@@ -266,7 +416,8 @@ fn judge_one(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
     }
 }
 
-/// The step's record if it ran (ok or failed); otherwise the check's unknown / error result.
+/// The step's record if it ran to its end (ok or failed); otherwise the check's unknown (skipped,
+/// timed out) or error result.
 fn ran<'a>(check: &str, rec: Option<&'a StepRecord>) -> Result<&'a StepRecord, CheckResult> {
     match rec {
         None => Err(CheckResult::unknown(check, "the step has no record")),
@@ -279,6 +430,16 @@ fn ran<'a>(check: &str, rec: Option<&'a StepRecord>) -> Result<&'a StepRecord, C
             StepOutcome::Error(why) => Err(CheckResult::error(
                 check,
                 format!("{} could not be run: {}", r.describe(), snippet(why, 200)),
+            )),
+            // Killed at its limit: why it did not end is unknown, so no check on the step
+            // fails for it.
+            StepOutcome::TimedOut(why) => Err(CheckResult::unknown(
+                check,
+                format!(
+                    "{} ran out of time ({}), so it cannot be judged",
+                    r.describe(),
+                    snippet(why, 200)
+                ),
             )),
         },
     }
@@ -390,6 +551,9 @@ pub fn describe_match(m: &Match) -> String {
             parts.push(format!("{k} {v}"));
         }
     }
+    if let Some(p) = &m.payload_contains {
+        parts.push(format!("with \"{}\" in its payload", snippet(p, 40)));
+    }
     parts.join(" ")
 }
 
@@ -407,5 +571,7 @@ fn tcp_flag_names(bits: u8) -> String {
     }
 }
 
+#[cfg(test)]
+mod arms;
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,9 @@ pub fn take(case: &Case, obs: &Observed) -> Vec<MeasureRecord> {
                 StepOutcome::Failed(why) => {
                     rec.problem = Some(format!("the step failed: {}", snippet(why, 160)));
                 }
+                StepOutcome::TimedOut(why) => {
+                    rec.problem = Some(format!("the step timed out: {}", snippet(why, 160)));
+                }
                 StepOutcome::Ok => {}
             }
             match &m.source {

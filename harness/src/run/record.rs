@@ -14,6 +14,10 @@ pub enum StepOutcome {
     Ok,
     /// It ran and did not succeed (the reason in one line).
     Failed(String),
+    /// It ran out of its time: still running at its limit, killed (the limit in one line).
+    /// Not a failure of what the step does: a check on the step cannot tell why it did not
+    /// end, so it is never `fail` for it.
+    TimedOut(String),
     /// The arm skips it.
     Skipped,
     /// The harness could not run it or could not tell how it ended.

@@ -2,7 +2,7 @@
 //! the segment's [`RpcTracker`]) reduced to the [`Facts`] rules match on.
 
 use crate::wire::frame;
-use crate::wire::rules::{Facts, RpcFacts};
+use crate::wire::rules::{Facts, PayloadHead, RpcFacts};
 use crate::wire::tracker::RpcTracker;
 
 /// Per-segment classification state: the RPC tracker pairs replies with calls and follows
@@ -30,6 +30,9 @@ impl Classifier {
         f.src_port = info.src_port();
         f.dst_port = info.dst_port();
         f.tcp_flags = info.tcp().map(|t| t.flags);
+        if let Some(p) = info.payload().and_then(|r| frame.get(r)) {
+            f.payload = PayloadHead::new(p);
+        }
         f.rpc = info
             .rpc
             .iter()
@@ -59,5 +62,51 @@ mod tests {
             let _ = c.facts(&junk);
         }
         assert!(c.facts(&[1, 2, 3]).1);
+    }
+
+    #[test]
+    fn a_frame_s_payload_head_is_its_first_bytes_and_no_more() {
+        use crate::wire::rules::PAYLOAD_HEAD;
+        use crate::wire::test_frames::tcp4;
+        let mut c = Classifier::default();
+        let (f, _) = c.facts(&tcp4(
+            [192, 0, 2, 50],
+            40000,
+            [192, 0, 2, 11],
+            143,
+            1,
+            1,
+            0x18,
+            b"a4 LOGOUT\r\n",
+        ));
+        assert_eq!(f.payload.as_bytes(), b"a4 LOGOUT\r\n");
+        assert!(f.payload.contains(b"LOGOUT"));
+        let long: Vec<u8> = std::iter::repeat_n(b'x', PAYLOAD_HEAD)
+            .chain(*b"LOGOUT")
+            .collect();
+        let (f, _) = c.facts(&tcp4(
+            [192, 0, 2, 50],
+            40000,
+            [192, 0, 2, 11],
+            143,
+            20,
+            1,
+            0x18,
+            &long,
+        ));
+        assert_eq!(f.payload.as_bytes().len(), PAYLOAD_HEAD);
+        assert!(!f.payload.contains(b"LOGOUT"));
+        // A bare ACK has no payload.
+        let (f, _) = c.facts(&tcp4(
+            [192, 0, 2, 50],
+            40000,
+            [192, 0, 2, 11],
+            143,
+            60,
+            1,
+            0x10,
+            b"",
+        ));
+        assert!(f.payload.as_bytes().is_empty() && !f.payload.contains(b"L"));
     }
 }

@@ -27,6 +27,45 @@ pub struct Facts {
     pub tcp_flags: Option<u8>,
     /// Every ONC RPC message in the frame.
     pub rpc: Vec<RpcFacts>,
+    /// The first bytes of the TCP or UDP payload (a mail client's `QUIT`, `a5 LOGOUT`).
+    pub payload: PayloadHead,
+}
+
+/// How many bytes of a frame's TCP or UDP payload a `payload_contains` match looks at: enough
+/// for a mail command's verb after its tag, and a fixed size, so the switch's facts about a
+/// frame stay as cheap to make as its ports and flags.
+pub const PAYLOAD_HEAD: usize = 32;
+
+/// The first [`PAYLOAD_HEAD`] bytes of a payload, held inline.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct PayloadHead {
+    len: u8,
+    bytes: [u8; PAYLOAD_HEAD],
+}
+
+impl PayloadHead {
+    /// The head of `payload` (all of it when shorter than [`PAYLOAD_HEAD`]).
+    pub fn new(payload: &[u8]) -> PayloadHead {
+        let n = payload.len().min(PAYLOAD_HEAD);
+        let mut bytes = [0; PAYLOAD_HEAD];
+        bytes[..n].copy_from_slice(&payload[..n]);
+        PayloadHead { len: n as u8, bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Whether `needle` (non-empty) occurs within the head.
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        !needle.is_empty() && self.as_bytes().windows(needle.len()).any(|w| w == needle)
+    }
+}
+
+impl std::fmt::Debug for PayloadHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PayloadHead({:?})", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 /// One ONC RPC message. Replies carry their call's program, version and procedure when the
@@ -109,6 +148,9 @@ pub struct Match {
     pub tcp_flags: Option<u8>,
     /// At least one RPC message in the frame matches.
     pub rpc: Option<RpcMatch>,
+    /// These bytes occur within the first [`PAYLOAD_HEAD`] bytes of the TCP or UDP payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_contains: Option<String>,
 }
 
 impl Match {
@@ -131,6 +173,10 @@ impl Match {
                 .rpc
                 .as_ref()
                 .is_none_or(|r| f.rpc.iter().any(|m| r.matches(m)))
+            && self
+                .payload_contains
+                .as_ref()
+                .is_none_or(|p| f.payload.contains(p.as_bytes()))
     }
 }
 

@@ -106,7 +106,8 @@ enum Event {
 }
 
 enum Command {
-    AddRule(Rule, oneshot::Sender<RuleId>),
+    /// Boxed: a rule is far larger than the other commands.
+    AddRule(Box<Rule>, oneshot::Sender<RuleId>),
     RemoveRule(RuleId, oneshot::Sender<bool>),
     Stats(oneshot::Sender<SegmentStats>),
     Stop(oneshot::Sender<SegmentStats>),
@@ -161,7 +162,7 @@ impl Switch {
 
     pub async fn add_rule(&self, rule: Rule) -> RuleId {
         let (tx, rx) = oneshot::channel();
-        let _ = self.commands.send(Command::AddRule(rule, tx)).await;
+        let _ = self.commands.send(Command::AddRule(Box::new(rule), tx)).await;
         rx.await.unwrap_or(RuleId(0))
     }
 
@@ -330,7 +331,7 @@ impl Core {
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
-                    Some(Command::AddRule(r, tx)) => { let _ = tx.send(self.rules.add(r)); }
+                    Some(Command::AddRule(r, tx)) => { let _ = tx.send(self.rules.add(*r)); }
                     Some(Command::RemoveRule(id, tx)) => { let _ = tx.send(self.rules.remove(id)); }
                     Some(Command::Stats(tx)) => { let _ = self.pcap.flush(); let _ = tx.send(self.snapshot()); }
                     Some(Command::Stop(tx)) => { let _ = self.pcap.flush(); let _ = tx.send(self.snapshot()); return; }

@@ -9,9 +9,10 @@ use super::guests::Lab;
 use super::matches::frame_match;
 use super::steps::Steps;
 use super::{key_offset, no_repeats, Cx, Names, DEFAULT_EVIDENCE_TIMEOUT};
-use crate::case::raw::{Named, RawCheck, Str, S};
+use crate::case::raw::{Named, RawCheck, RawReasonRef, Str, S};
 use crate::case::{
-    Check, CheckKind, Count, EvidenceItem, EvidencePlan, EvidenceSource, Need, Step, StepKind, TextExpect,
+    Check, CheckKind, Count, EvidenceItem, EvidencePlan, EvidenceSource, FailureReason, Need, Step, StepKind,
+    TextExpect,
 };
 
 /// The checks of a case, and every check name (for references, even to later checks).
@@ -64,9 +65,10 @@ pub(super) fn build(
         if let Some(item) = inline {
             evidence.after.push(item);
         }
+        let fail_when = c.fail_when.as_ref().map(|f| fail_when(cx, f, &kind));
         let needs = match &kind {
             CheckKind::StepOk { step }
-            | CheckKind::StepFailed { step }
+            | CheckKind::StepFailed { step, .. }
             | CheckKind::StepOutput { step, .. }
             | CheckKind::DurationAtMost {
                 step,
@@ -101,6 +103,7 @@ pub(super) fn build(
             kind,
             requires: c.requires.iter().map(|r| r.get_ref().clone()).collect(),
             needs,
+            fail_when,
         });
     }
     Checks {
@@ -114,6 +117,94 @@ struct CheckCx<'a> {
     lab: &'a Lab,
     steps: &'a Steps,
     evidence: &'a Names,
+}
+
+/// A check's `fail_when`: only for checks whose failure is a step's or an evidence item's
+/// (`step_ok`, `step_output`, `exec_output`), with at least one key; an evidence item keeps no
+/// stderr.
+fn fail_when(cx: &mut Cx, raw: &S<crate::case::raw::RawReason>, kind: &CheckKind) -> FailureReason {
+    let keys = raw.get_ref().reason();
+    match kind {
+        CheckKind::StepOk { .. } | CheckKind::StepOutput { .. } => {}
+        CheckKind::ExecOutput { .. } => {
+            if let Some(s) = keys.stderr.iter().find_map(|k| k.as_ref()) {
+                cx.at(
+                    s,
+                    "an evidence item keeps no stderr: `fail_when` on `exec_output` takes `exit` and `output_*`",
+                );
+            }
+        }
+        _ => cx.at(
+            raw,
+            "`fail_when` goes with `step_ok`, `step_output` or `exec_output`: what their step's or evidence item's failure must look like",
+        ),
+    }
+    let reason = failure_reason(cx, &keys);
+    if keys.exit.is_none() && keys.output.iter().chain(keys.stderr.iter()).all(|k| k.is_none()) {
+        cx.at(
+            raw,
+            "`fail_when` needs at least one of exit, output_equals, output_contains, output_matches, stderr_equals, stderr_contains, stderr_matches",
+        );
+    }
+    reason
+}
+
+/// The reason keys of `step_failed` or `fail_when`: an exit status (0–255), and at most one
+/// of `_equals` / `_contains` / `_matches` each for the output and for stderr, none of them
+/// empty (an empty text says nothing of why a step failed).
+fn failure_reason(cx: &mut Cx, keys: &RawReasonRef) -> FailureReason {
+    let exit = keys.exit.and_then(|e| {
+        let v = *e.get_ref();
+        if (0..=255).contains(&v) {
+            Some(v)
+        } else {
+            cx.at(e, format!("exit {v} is not an exit status (0–255)"));
+            None
+        }
+    });
+    let mut text = |which: &str, ks: &[&Option<Str>; 3]| -> Option<TextExpect> {
+        let names = [
+            format!("{which}_equals"),
+            format!("{which}_contains"),
+            format!("{which}_matches"),
+        ];
+        let mut given: Vec<(usize, &Str)> = ks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| k.as_ref().map(|v| (i, v)))
+            .collect();
+        given.sort_by_key(|(_, v)| v.span().start);
+        let (i, v) = match given.as_slice() {
+            [] => return None,
+            [one] => *one,
+            [(a, _), (b, v), ..] => {
+                cx.at(
+                    v,
+                    format!(
+                        "give one of {}, not both `{}` and `{}`",
+                        names.join(", "),
+                        names[*a],
+                        names[*b]
+                    ),
+                );
+                return None;
+            }
+        };
+        if i < 2 && v.get_ref().is_empty() {
+            cx.at(
+                v,
+                format!("`{} = \"\"` says nothing of why the step failed", names[i]),
+            );
+        }
+        Some(match i {
+            0 => TextExpect::Equals(v.get_ref().clone()),
+            1 => TextExpect::Contains(v.get_ref().clone()),
+            _ => TextExpect::Matches(cx.pattern(v)),
+        })
+    };
+    let output = text("output", &keys.output);
+    let stderr = text("stderr", &keys.stderr);
+    FailureReason { exit, output, stderr }
 }
 
 fn text_expect(
@@ -240,19 +331,19 @@ fn build_check_kind(
     );
     let placeholder = CheckKind::StepOk { step: String::new() };
     let kind = match which {
-        Some(k @ ("step_ok" | "step_failed")) => {
-            let r = if k == "step_ok" {
-                &c.step_ok
-            } else {
-                &c.step_failed
-            };
-            let step = &r.as_ref().expect("given").get_ref().step;
+        Some("step_ok") => {
+            let step = &c.step_ok.as_ref().expect("given").get_ref().step;
             ctx.steps.names.refer(cx, step);
-            let step = step.get_ref().clone();
-            if k == "step_ok" {
-                CheckKind::StepOk { step }
-            } else {
-                CheckKind::StepFailed { step }
+            CheckKind::StepOk {
+                step: step.get_ref().clone(),
+            }
+        }
+        Some("step_failed") => {
+            let r = c.step_failed.as_ref().expect("given").get_ref();
+            ctx.steps.names.refer(cx, &r.step);
+            CheckKind::StepFailed {
+                step: r.step.get_ref().clone(),
+                reason: failure_reason(cx, &r.reason()),
             }
         }
         Some("step_output") => {

@@ -8,7 +8,7 @@ use super::{Cx, Names};
 use crate::case::raw::{RawMatch, Str, S};
 use crate::wire::frame;
 use crate::wire::rpc::{self, program};
-use crate::wire::rules::{Match, RpcKind, RpcMatch};
+use crate::wire::rules::{Match, RpcKind, RpcMatch, PAYLOAD_HEAD};
 
 /// Whether guest `g` has a port on the segment (when the segment is known).
 pub(super) fn on_segment(cx: &mut Cx, g: &Str, segment: &Str, on: Option<&[String]>) -> bool {
@@ -197,6 +197,16 @@ pub(super) fn frame_match(
         dst_port,
         tcp_flags,
         rpc: any_rpc.then_some(rpc),
+        payload_contains: m.payload_contains.map(|p| {
+            let text = p.get_ref();
+            if text.is_empty() || text.len() > PAYLOAD_HEAD || text.contains(['\n', '\r']) {
+                cx.at(
+                    p,
+                    format!("payload_contains is 1 to {PAYLOAD_HEAD} bytes of one line: only the payload's first {PAYLOAD_HEAD} bytes are looked at"),
+                );
+            }
+            text.clone()
+        }),
     }
 }
 

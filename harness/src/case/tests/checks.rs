@@ -194,3 +194,72 @@ fn faster_compares_two_steps() {
         "t.toml:12:45: factor is a number, at least 1 (how many times faster)"
     );
 }
+
+#[test]
+fn a_failure_reason_is_validated_where_it_is_written() {
+    table(&[
+        (
+            "[checks.x]\nstep_ok = { step = \"a\" }\nfail_when = {}\n",
+            "t.toml:13:13: `fail_when` needs at least one of exit, output_equals, output_contains, output_matches, stderr_equals, stderr_contains, stderr_matches",
+        ),
+        (
+            "[checks.x]\nframes = { segment = \"lan\", count_at_least = 1 }\nfail_when = { exit = 1 }\n",
+            "t.toml:13:13: `fail_when` goes with `step_ok`, `step_output` or `exec_output`: what their step's or evidence item's failure must look like",
+        ),
+        (
+            "[[evidence.after]]\nname = \"e\"\nguest = \"filer\"\ncommand = \"x\"\n[checks.x]\nexec_output = { evidence = \"e\", equals = \"2\" }\nfail_when = { stderr_contains = \"x\" }\n",
+            "t.toml:17:33: an evidence item keeps no stderr: `fail_when` on `exec_output` takes `exit` and `output_*`",
+        ),
+        (
+            "[checks.x]\nstep_failed = { step = \"a\", exit = 300 }\n",
+            "t.toml:12:36: exit 300 is not an exit status (0–255)",
+        ),
+        (
+            "[checks.x]\nstep_failed = { step = \"a\", output_contains = \"x\", output_matches = \"y*\" }\n",
+            "t.toml:12:69: give one of output_equals, output_contains, output_matches, not both `output_contains` and `output_matches`",
+        ),
+        (
+            "[checks.x]\nstep_ok = { step = \"a\" }\nfail_when = { stderr_contains = \"\" }\n",
+            "t.toml:13:33: `stderr_contains = \"\"` says nothing of why the step failed",
+        ),
+        (
+            "[checks.x]\nstep_ok = { step = \"a\" }\nfail_when = { code = 3 }\n",
+            "t.toml:13:15: unknown field `code`, expected one of `exit`, `output_equals`, `output_contains`, `output_matches`, `stderr_equals`, `stderr_contains`, `stderr_matches`",
+        ),
+        (
+            "[checks.x]\nframes = { segment = \"lan\", payload_contains = \"a line longer than the thirty-two bytes looked at\", count_at_least = 1 }\n",
+            "t.toml:12:48: payload_contains is 1 to 32 bytes of one line: only the payload's first 32 bytes are looked at",
+        ),
+        (
+            "[checks.x]\nframes = { segment = \"lan\", payload_contains = \"\", count_at_least = 1 }\n",
+            "t.toml:12:48: payload_contains is 1 to 32 bytes of one line: only the payload's first 32 bytes are looked at",
+        ),
+    ]);
+}
+
+#[test]
+fn a_failure_reason_reads_as_written() {
+    let c = ok("[checks.x]\nstep_failed = { step = \"a\", exit = 3, output_contains = \"twice\", stderr_matches = \"dd: * Input/output error\" }\n[checks.y]\nstep_ok = { step = \"a\" }\nfail_when = { exit = 1, output_equals = \"1\" }\n");
+    assert_eq!(
+        c.check("x").unwrap().kind,
+        CheckKind::StepFailed {
+            step: "a".into(),
+            reason: FailureReason {
+                exit: Some(3),
+                output: Some(TextExpect::Contains("twice".into())),
+                stderr: Some(TextExpect::Matches(
+                    Pattern::new("dd: * Input/output error").unwrap()
+                )),
+            },
+        }
+    );
+    assert_eq!(c.check("x").unwrap().fail_when, None);
+    assert_eq!(
+        c.check("y").unwrap().fail_when,
+        Some(FailureReason {
+            exit: Some(1),
+            output: Some(TextExpect::Equals("1".into())),
+            stderr: None,
+        })
+    );
+}

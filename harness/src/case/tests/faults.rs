@@ -125,6 +125,7 @@ guest_nft = { guest = "filer", ruleset = "table inet cut {\n chain in { type fil
                     reclaim: None,
                     nlm_stat: None,
                 }),
+                payload_contains: None,
             },
             action: Action::Delay {
                 fixed: Duration::from_millis(200),

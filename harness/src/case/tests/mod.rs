@@ -167,6 +167,10 @@ fn the_smoke_case_reads_as_intended() {
         c.requires(),
         [
             (
+                "lock-contended".to_string(),
+                vec!["lock-taken".to_string(), "lock-granted".to_string()]
+            ),
+            (
                 "shared-file".to_string(),
                 vec!["mounted-imap1".to_string(), "mounted-imap2".to_string()]
             ),
@@ -239,7 +243,7 @@ fn shape_errors_name_file_line_and_column() {
         ),
         (
             "[faults.f]\nstart = { at = \"1s\" }\nwire = { segment = \"lan\", proto = 6, action = \"drop\" }\n",
-            "t.toml:13:27: unknown field `proto`, expected one of `segment`, `from`, `to`, `ethertype`, `ip_proto`, `src_ip`, `dst_ip`, `src_port`, `dst_port`, `tcp_flags`, `rpc_program`, `rpc_version`, `rpc_procedure`, `rpc_kind`, `nlm_reclaim`, `nlm_stat`, `action`, `delay`, `jitter`, `groups`",
+            "t.toml:13:27: unknown field `proto`, expected one of `segment`, `from`, `to`, `ethertype`, `ip_proto`, `src_ip`, `dst_ip`, `src_port`, `dst_port`, `tcp_flags`, `rpc_program`, `rpc_version`, `rpc_procedure`, `rpc_kind`, `nlm_reclaim`, `nlm_stat`, `payload_contains`, `action`, `delay`, `jitter`, `groups`",
         ),
         (
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\nlock_probe = { path = \"/l\", mode = \"hold\", seconds = \"5\" }\n",

@@ -133,16 +133,20 @@ fn everything_observed_passes() {
 #[test]
 fn failed_mounts_fail_and_what_needs_them_is_not_judged() {
     let (mut obs, traces) = all_ok(false);
+    // As a filer without an NFS server makes them fail (a real run's exit status and stderr).
     for (s, g) in [("mount-imap1", "imap1"), ("mount-imap2", "imap2")] {
         obs.steps.insert(
             s.into(),
-            step(
-                s,
-                g,
-                (0.0, 10.2),
-                StepOutcome::Failed("exited 32 (expected 0): mount.nfs: requested NFS version or transport protocol is not supported".into()),
-                "",
-            ),
+            StepRecord {
+                stderr: "mount.nfs: requested NFS version or transport protocol is not supported\n".into(),
+                ..step(
+                    s,
+                    g,
+                    (0.0, 10.2),
+                    StepOutcome::Failed("exited 32 (expected 0): mount.nfs: requested NFS version or transport protocol is not supported".into()),
+                    "",
+                )
+            },
         );
     }
     insta::assert_snapshot!(table(&judge(&smoke(), &obs, &traces)));
@@ -268,4 +272,240 @@ fn frames_during_a_step_count_only_its_window() {
     // Without the step's wall-clock times there is no window to count in.
     obs.steps.get_mut("first").unwrap().ended_unix = None;
     assert_eq!(judge(&case, &obs, &traces)[0].verdict(), Verdict::Unknown);
+}
+
+/// Two exec steps on imap1, `a` then `b`, and `checks` after them.
+fn two_steps(checks: &str) -> Case {
+    case::parse(
+        Path::new("t.toml"),
+        &format!("name = \"t\"\nsummary = \"s\"\n[guests.imap1]\nimage = \"frontend\"\n[[steps]]\nname = \"a\"\nguest = \"imap1\"\nexec = {{ command = \"true\" }}\n[[steps]]\nname = \"b\"\nguest = \"imap1\"\nexec = {{ command = \"true\" }}\n{checks}[arms.x]\nexpect = \"pass\"\n"),
+    )
+    .unwrap()
+}
+
+fn verdicts(case: &Case, obs: &Observed) -> Vec<(Verdict, String)> {
+    judge(case, obs, &Traces::new())
+        .iter()
+        .map(|r| (r.verdict(), r.explanation().unwrap_or("-").to_string()))
+        .collect()
+}
+
+fn killed(name: &str, t: (f64, f64)) -> StepRecord {
+    StepRecord {
+        exit_code: None,
+        ..step(
+            name,
+            "imap1",
+            t,
+            StepOutcome::TimedOut("still running after 90 s, killed".into()),
+            "",
+        )
+    }
+}
+
+#[test]
+fn a_step_that_timed_out_is_unknown_not_failed() {
+    let case = two_steps(
+        "[checks.ok]\nstep_ok = { step = \"b\" }\n[checks.failed]\nstep_failed = { step = \"b\" }\n[checks.quick]\nduration_at_most = { step = \"b\", limit = \"5s\" }\n[checks.soon]\nduration_at_most = { step = \"b\", limit = \"5s\", since_end_of = \"a\" }\n[checks.faster]\nfaster = { step = \"a\", than = \"b\", factor = 2 }\n",
+    );
+    let mut obs = Observed::default();
+    obs.steps
+        .insert("a".into(), step("a", "imap1", (0.0, 1.0), StepOutcome::Ok, ""));
+    obs.steps.insert("b".into(), killed("b", (1.0, 91.0)));
+    for (v, why) in verdicts(&case, &obs) {
+        assert_eq!(v, Verdict::Unknown, "{why}");
+        assert!(
+            why.contains("ran out of time (still running after 90 s, killed)"),
+            "{why}"
+        );
+    }
+    // How a timed-out step reads in steps.json.
+    assert_eq!(
+        serde_json::to_string(&obs.steps["b"].outcome).unwrap(),
+        r#"{"outcome":"timed-out","why":"still running after 90 s, killed"}"#
+    );
+}
+
+#[test]
+fn step_failed_passes_only_for_its_stated_reason() {
+    let case = two_steps(
+        "[checks.double-holder]\nstep_failed = { step = \"b\", exit = 3, output_contains = \"imap2 got the lock while imap1 was inside\" }\n",
+    );
+    let mut obs = Observed::default();
+    let failed = |exit: i64, output: &str| StepRecord {
+        exit_code: Some(exit),
+        ..step(
+            "b",
+            "imap1",
+            (1.0, 2.0),
+            StepOutcome::Failed(format!("exited {exit} (expected 0)")),
+            output,
+        )
+    };
+    obs.steps.insert(
+        "b".into(),
+        failed(
+            3,
+            "imap2 read 0, wrote 1\nimap2 got the lock while imap1 was inside its critical section\n",
+        ),
+    );
+    assert_eq!(verdicts(&case, &obs)[0].0, Verdict::Pass);
+    // flock -w 90 timing out: exit 1, nothing printed. Not the double holder.
+    obs.steps.insert("b".into(), failed(1, ""));
+    let (v, why) = verdicts(&case, &obs).remove(0);
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("but not as expected (exit 3, output containing \"imap2 got the lock while imap1 was inside\"): it exited 1, not 3"), "{why}");
+    // The right exit status without the line is not it either.
+    obs.steps.insert("b".into(), failed(3, "imap2 read 0, wrote 1\n"));
+    let (v, why) = verdicts(&case, &obs).remove(0);
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("(its output) does not contain"), "{why}");
+    // Succeeding is the opposite of the claim.
+    obs.steps
+        .insert("b".into(), step("b", "imap1", (1.0, 2.0), StepOutcome::Ok, ""));
+    assert_eq!(verdicts(&case, &obs)[0].0, Verdict::Fail);
+}
+
+#[test]
+fn fail_when_turns_a_failure_for_another_reason_into_unknown() {
+    let case = two_steps(
+        "[[evidence.after]]\nname = \"counter\"\nguest = \"imap1\"\ncommand = \"cat /export/counter\"\n[checks.second-write]\nstep_ok = { step = \"b\" }\nfail_when = { exit = 1, stderr_contains = \"Input/output error\" }\n[checks.counter]\nexec_output = { evidence = \"counter\", equals = \"2\" }\nfail_when = { exit = 0, output_equals = \"1\" }\n",
+    );
+    let mut obs = Observed::default();
+    obs.steps.insert(
+        "b".into(),
+        StepRecord {
+            exit_code: Some(1),
+            stderr: "dd: failed to open '/mnt/shelf/during': Input/output error\n".into(),
+            ..step(
+                "b",
+                "imap1",
+                (1.0, 2.0),
+                StepOutcome::Failed(
+                    "exited 1 (expected 0): dd: failed to open '/mnt/shelf/during': Input/output error"
+                        .into(),
+                ),
+                "",
+            )
+        },
+    );
+    obs.evidence
+        .insert("counter".into(), evidence("counter", "filer", Some("1\n")));
+    let got = verdicts(&case, &obs);
+    assert_eq!(got[0].0, Verdict::Fail, "{}", got[0].1);
+    assert!(
+        got[0]
+            .1
+            .ends_with("(the failure the check names: exit 1, stderr containing \"Input/output error\")"),
+        "{}",
+        got[0].1
+    );
+    assert_eq!(got[1].0, Verdict::Fail, "{}", got[1].1);
+    // dd failing on something else, and a counter that reads 3: failures, but not the ones
+    // the checks name.
+    let b = obs.steps.get_mut("b").unwrap();
+    b.stderr = "dd: error writing '/mnt/shelf/during': No space left on device\n".into();
+    obs.evidence.get_mut("counter").unwrap().text = Some("3\n".into());
+    let got = verdicts(&case, &obs);
+    assert_eq!(got[0].0, Verdict::Unknown, "{}", got[0].1);
+    assert!(
+        got[0]
+            .1
+            .contains("(its stderr) does not contain \"Input/output error\""),
+        "{}",
+        got[0].1
+    );
+    assert_eq!(got[1].0, Verdict::Unknown, "{}", got[1].1);
+    assert!(
+        got[1].1.contains("(its output) was \"3\", not \"1\""),
+        "{}",
+        got[1].1
+    );
+    // A pass is a pass whatever the reason says.
+    obs.evidence.get_mut("counter").unwrap().text = Some("2\n".into());
+    assert_eq!(verdicts(&case, &obs)[1].0, Verdict::Pass);
+}
+
+#[test]
+fn faster_between_steps_that_did_not_both_succeed_is_unknown() {
+    let case = two_steps("[checks.quick]\nfaster = { step = \"b\", than = \"a\", factor = 5 }\n");
+    let mut obs = Observed::default();
+    // `a` failed fast after a long time, `b` is quick: no ratio of work to work.
+    obs.steps.insert(
+        "a".into(),
+        step(
+            "a",
+            "imap1",
+            (0.0, 30.0),
+            StepOutcome::Failed("exited 1 (expected 0)".into()),
+            "",
+        ),
+    );
+    obs.steps
+        .insert("b".into(), step("b", "imap1", (30.0, 30.1), StepOutcome::Ok, ""));
+    let (v, why) = verdicts(&case, &obs).remove(0);
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(
+        why.contains("step `a` on imap1 (t=0.0–30.0 s) did not succeed"),
+        "{why}"
+    );
+    obs.steps.get_mut("a").unwrap().outcome = StepOutcome::Ok;
+    assert_eq!(verdicts(&case, &obs)[0].0, Verdict::Pass);
+}
+
+#[test]
+fn a_step_that_ended_before_the_one_it_is_timed_from_is_unknown_not_a_pass() {
+    let case = two_steps(
+        "[checks.soon]\nduration_at_most = { step = \"a\", limit = \"5s\", since_end_of = \"b\" }\n",
+    );
+    let mut obs = Observed::default();
+    obs.steps
+        .insert("a".into(), step("a", "imap1", (0.0, 1.0), StepOutcome::Ok, ""));
+    obs.steps
+        .insert("b".into(), step("b", "imap1", (1.0, 4.0), StepOutcome::Ok, ""));
+    let (v, why) = verdicts(&case, &obs).remove(0);
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(
+        why.contains("ended 3.00 s before the end of step `b` on imap1 (t=1.0–4.0 s): the order was wrong"),
+        "{why}"
+    );
+    obs.steps.get_mut("a").unwrap().ended_s = Some(6.0);
+    assert_eq!(verdicts(&case, &obs)[0].0, Verdict::Pass);
+}
+
+#[test]
+fn a_goodbye_is_found_in_the_payload_head_and_only_there() {
+    let case = case::parse(
+        Path::new("t.toml"),
+        "name = \"t\"\nsummary = \"s\"\n[guests.imap1]\nimage = \"frontend\"\n[guests.client]\nimage = \"frontend\"\n[checks.no-quit]\nframes = { segment = \"lan\", from = \"client\", to = \"imap1\", dst_port = 110, payload_contains = \"QUIT\", count_equals = 0 }\n[arms.a]\nexpect = \"pass\"\n",
+    )
+    .unwrap();
+    let sent = |number: u64, payload: &[u8]| TraceFrame {
+        number,
+        timestamp_ns: 0,
+        from: "client".into(),
+        to: vec!["imap1".into()],
+        facts: Facts {
+            ethertype: 0x0800,
+            ip_proto: Some(6),
+            dst_port: Some(110),
+            payload: crate::wire::rules::PayloadHead::new(payload),
+            ..Facts::default()
+        },
+    };
+    let mut traces = Traces::new();
+    let mut late = vec![b'x'; 40];
+    late.extend_from_slice(b"QUIT\r\n");
+    traces.insert("lan".into(), Ok(vec![sent(3, b"STAT\r\n"), sent(5, &late)]));
+    let obs = Observed::default();
+    assert_eq!(judge(&case, &obs, &traces)[0].verdict(), Verdict::Pass);
+    traces.insert("lan".into(), Ok(vec![sent(3, b"STAT\r\n"), sent(7, b"QUIT\r\n")]));
+    let r = &judge(&case, &obs, &traces)[0];
+    assert_eq!(r.verdict(), Verdict::Fail);
+    assert!(
+        r.explanation()
+            .unwrap()
+            .contains("with \"QUIT\" in its payload (frames 7)"),
+        "{r:?}"
+    );
 }

@@ -8,7 +8,8 @@
 //! `capture` copies evidence out mid-workload ([`capture`]).
 //!
 //! Invariant: every guest process has a limit (its timeout scaled for TCG, plus a margin) past
-//! which it is killed and the step failed; nothing here waits without one.
+//! which it is killed and the step `timed-out` (not failed: why it did not end is unknown);
+//! nothing here waits without one.
 
 mod capture;
 mod session;
@@ -473,7 +474,7 @@ pub(crate) fn outcome_of(
 ) -> (StepOutcome, Option<i64>, String, String) {
     match result {
         Err(AgentError::ExecTimeout { limit, .. }) => (
-            StepOutcome::Failed(format!(
+            StepOutcome::TimedOut(format!(
                 "still running after {:.0} s, killed",
                 limit.as_secs_f64()
             )),
@@ -534,6 +535,7 @@ pub(crate) fn finish(
     let detail = match &outcome {
         StepOutcome::Ok => None,
         StepOutcome::Failed(w) | StepOutcome::Error(w) => Some(w.clone()),
+        StepOutcome::TimedOut(w) => Some(format!("timed out: {w}")),
         StepOutcome::Skipped => Some("skipped".into()),
     };
     let unix = unix_now();
@@ -553,4 +555,37 @@ pub(crate) fn finish(
         r.output = output;
         r.stderr = stderr;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_killed_at_its_limit_timed_out_and_one_that_exited_failed() {
+        let killed = outcome_of(
+            Err(AgentError::ExecTimeout {
+                command: "dd if=/dev/urandom of=/mnt/shelf/during".into(),
+                limit: Duration::from_secs(70),
+            }),
+            0,
+            ProcKind::Exec,
+        );
+        assert_eq!(
+            killed.0,
+            StepOutcome::TimedOut("still running after 70 s, killed".into())
+        );
+        // flock -w giving up is the command's own failure, not the harness's timeout.
+        let gave_up = outcome_of(
+            Ok(ExecOutput {
+                exit_code: 1,
+                stdout: String::new(),
+                stderr: String::new(),
+            }),
+            0,
+            ProcKind::Exec,
+        );
+        assert_eq!(gave_up.0, StepOutcome::Failed("exited 1 (expected 0)".into()));
+        assert_eq!(gave_up.1, Some(1));
+    }
 }
