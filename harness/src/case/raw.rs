@@ -305,6 +305,7 @@ frame_match_table!(RawFrames {
     count_at_least: Option<S<i64>>,
     count_equals: Option<S<i64>>,
     during: Option<Str>,
+    delivered: Option<S<bool>>,
 });
 
 // ---- faults --------------------------------------------------------------------------------
@@ -505,6 +506,7 @@ pub(super) struct RawLogAbsent {
     pub guest: Option<Str>,
     pub file: Option<Str>,
     pub pattern: Str,
+    pub control: Option<Str>,
 }
 
 // ---- arms ----------------------------------------------------------------------------------

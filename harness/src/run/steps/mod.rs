@@ -426,6 +426,7 @@ fn complete(
     prep: &Prepared,
     result: Result<ExecOutput, AgentError>,
 ) {
+    let truncated = result.as_ref().is_ok_and(|o| o.truncated);
     let (outcome, code, out, err) = outcome_of(result, prep.expect_exit, prep.kind);
     let duration = match prep.kind {
         ProcKind::LockProbe | ProcKind::Mail => out
@@ -439,6 +440,9 @@ fn complete(
         session::session_ops(ctx, step, started, &out);
     }
     finish(ctx, st, step, started, outcome, code, out, err, duration);
+    if truncated {
+        st.update(&step.name, |r| r.truncated = true);
+    }
 }
 
 /// A guest process's end as a step's outcome, exit code, stdout and stderr.
