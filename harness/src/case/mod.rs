@@ -533,10 +533,14 @@ pub enum CheckKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         since_end_of: Option<String>,
     },
-    /// No line of the evidence item matches `pattern`.
+    /// No line of the evidence item matches `pattern`, and (when given) some line matches
+    /// `control`: a line that is always there when the text is what it claims to be (a
+    /// command's output must have one; a file read whole needs none).
     LogAbsent {
         evidence: String,
         pattern: Pattern,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        control: Option<Pattern>,
     },
     /// `step` took at most 1/`factor` of `than`'s time (each step's own measure: a mail
     /// session's last command, a lock probe's wait, else start to end).
@@ -555,6 +559,10 @@ pub enum CheckKind {
         count: Count,
         #[serde(skip_serializing_if = "Option::is_none")]
         during: Option<String>,
+        /// Count a frame toward `to` only where the switch sent it on: not where a rule
+        /// dropped it. Without it, `to` means addressed to (where the switch would send it).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        delivered: bool,
     },
 }
 

@@ -308,6 +308,7 @@ frame_match_table!(RawFrames {
     count_at_least: Option<S<i64>>,
     count_equals: Option<S<i64>>,
     during: Option<Str>,
+    delivered: Option<S<bool>>,
 });
 
 // ---- faults --------------------------------------------------------------------------------
@@ -565,6 +566,7 @@ pub(super) struct RawLogAbsent {
     pub guest: Option<Str>,
     pub file: Option<Str>,
     pub pattern: Str,
+    pub control: Option<Str>,
 }
 
 // ---- arms ----------------------------------------------------------------------------------

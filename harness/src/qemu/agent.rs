@@ -48,6 +48,9 @@ pub struct ExecOutput {
     pub exit_code: i64,
     pub stdout: String,
     pub stderr: String,
+    /// The agent cut stdout or stderr short (`out-truncated` / `err-truncated`): what it
+    /// returned is partial.
+    pub truncated: bool,
 }
 
 impl ExecOutput {
@@ -62,6 +65,28 @@ pub struct FileRead {
     pub data: Vec<u8>,
     /// The file held more than was read.
     pub truncated: bool,
+}
+
+/// A finished process's `guest-exec-status` reply as an [`ExecOutput`].
+fn exec_output(s: &Value) -> ExecOutput {
+    let b64 = |k: &str| -> String {
+        s.get(k)
+            .and_then(Value::as_str)
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let exit_code = s["exitcode"]
+        .as_i64()
+        .or_else(|| s["signal"].as_i64().map(|sig| 128 + sig))
+        .unwrap_or(-1);
+    let flag = |k: &str| s[k].as_bool() == Some(true);
+    ExecOutput {
+        exit_code,
+        stdout: b64("out-data"),
+        stderr: b64("err-data"),
+        truncated: flag("out-truncated") || flag("err-truncated"),
+    }
 }
 
 pub struct Agent {
@@ -267,22 +292,7 @@ impl Agent {
         if s["exited"].as_bool() != Some(true) {
             return Ok(None);
         }
-        let b64 = |k: &str| -> String {
-            s.get(k)
-                .and_then(Value::as_str)
-                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        let exit_code = s["exitcode"]
-            .as_i64()
-            .or_else(|| s["signal"].as_i64().map(|sig| 128 + sig))
-            .unwrap_or(-1);
-        Ok(Some(ExecOutput {
-            exit_code,
-            stdout: b64("out-data"),
-            stderr: b64("err-data"),
-        }))
+        Ok(Some(exec_output(&s)))
     }
 
     /// SIGKILL a guest process (one started by [`Agent::spawn`]).

@@ -120,6 +120,19 @@ fn testcase(out: &mut String, arm: &ArmRecord) {
     if let Some(finding) = &arm.finding {
         system_out.push_str(&format!("finding: {finding}\n"));
     }
+    // Checks left out of the verdict still reach CI: a green arm may carry a failing one.
+    for check in arm.checks.iter().filter(|c| !c.counted) {
+        system_out.push_str(&format!(
+            "report only (not counted): check {}: {}{}\n",
+            check.name,
+            check.verdict,
+            check
+                .explanation
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
     out.push_str(&format!("      <system-out>{}</system-out>\n", text(&system_out)));
     out.push_str("    </testcase>\n");
 }
@@ -213,6 +226,7 @@ pub(super) mod tests {
                 },
             ],
             faults: vec![],
+            traces: vec![],
             dir: "nfs-lock/baseline".into(),
             rerun: "faultline run --case nfs-lock --arm baseline".into(),
         };
@@ -259,6 +273,7 @@ pub(super) mod tests {
                     ended_s: None,
                 },
             ],
+            traces: vec![],
             dir: "nfs-lock/grant-lost".into(),
             rerun: "faultline run --case nfs-lock --arm grant-lost".into(),
         };
@@ -280,6 +295,7 @@ pub(super) mod tests {
             checks: vec![check("notified", Verdict::Error, Some("agent gone"))],
             measures: vec![],
             faults: vec![],
+            traces: vec![],
             dir: "imap-idle/partition".into(),
             rerun: "faultline run --case imap-idle --arm partition".into(),
         };
@@ -313,6 +329,23 @@ pub(super) mod tests {
             text("\u{1b}[31m\u{85}\u{fffe}\u{1fffe}ok"),
             "\u{fffd}[31m\u{fffd}\u{fffd}\u{fffd}ok"
         );
+    }
+
+    #[test]
+    fn report_only_results_reach_ci_in_system_out() {
+        let mut run = fixture();
+        run.arms[0].finding = Some("stock software fails the first try".into());
+        run.arms[0].checks.push(CheckRecord {
+            counted: false,
+            ..check("first-try", Verdict::Fail, Some("NO [SERVERBUG] & gave up"))
+        });
+        let xml = render(&run);
+        assert!(
+            xml.contains("report only (not counted): check first-try: fail: NO [SERVERBUG] &amp; gave up\n"),
+            "{xml}"
+        );
+        // Still met, still green: only reported.
+        assert_eq!(tally(&run.arms), (1, 1));
     }
 
     #[test]

@@ -71,10 +71,34 @@ pub struct ArmRecord {
     #[serde(default)]
     pub skipped_checks: Vec<String>,
     pub faults: Vec<FaultRecord>,
+    /// Each segment's trace against the switch's own counts: whether it is complete enough
+    /// to judge `frames` checks on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traces: Vec<TraceRecord>,
     /// The arm's folder, relative to the run folder (`<case>/<arm>`).
     pub dir: String,
     /// The command that runs this arm alone again.
     pub rerun: String,
+}
+
+/// A segment's trace as the checks saw it: the switch's count of frames it received and of
+/// those it wrote, what was read back, and the write errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRecord {
+    pub segment: String,
+    /// The pcapng, relative to the arm's folder.
+    pub file: String,
+    /// Frames the switch received.
+    pub switch_frames: u64,
+    /// Frames the switch handed to the pcapng writer whole.
+    pub written_frames: u64,
+    /// Frames read back, when the trace was read and complete.
+    pub read_frames: Option<u64>,
+    pub write_errors: u64,
+    pub first_write_error: Option<String>,
+    /// Why `frames` checks could not be judged on it (unread, or fewer frames than the
+    /// switch received); `None` for a complete trace.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -178,6 +178,23 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
         },
         CheckKind::StepOutput { step: s, expect } => match ran(name, step(s)) {
             Err(r) => r,
+            // A step that did not succeed may have printed nothing or half: its output is not
+            // evidence either way.
+            Ok(rec) if rec.outcome != StepOutcome::Ok => CheckResult::unknown(
+                name,
+                format!(
+                    "{} did not succeed ({}), so its output is not judged",
+                    rec.describe(),
+                    snippet(outcome_why(&rec.outcome), 200)
+                ),
+            ),
+            Ok(rec) if rec.truncated => CheckResult::unknown(
+                name,
+                format!(
+                    "the guest agent cut the output of {} short, so it is not judged",
+                    rec.describe()
+                ),
+            ),
             Ok(rec) => match text_meets(&rec.output, expect) {
                 Ok(()) => CheckResult::pass(name),
                 Err(why) => CheckResult::fail(name, format!("the output of {} {why}", rec.describe())),
@@ -185,9 +202,16 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
         },
         CheckKind::ExecOutput { evidence, expect } => match evidence_text(name, obs, evidence) {
             Err(r) => r,
-            Ok((text, file)) => match text_meets(text, expect) {
-                Ok(()) => CheckResult::pass(name),
-                Err(why) => CheckResult::fail(name, format!("evidence `{evidence}` ({file}) {why}")),
+            Ok((text, file)) => match partial(obs, evidence) {
+                // A failed `cat` reads as "", which must not count as the file saying "".
+                Some(why) => CheckResult::unknown(
+                    name,
+                    format!("{why} behind evidence `{evidence}` ({file}), so its output is not judged"),
+                ),
+                None => match text_meets(text, expect) {
+                    Ok(()) => CheckResult::pass(name),
+                    Err(why) => CheckResult::fail(name, format!("evidence `{evidence}` ({file}) {why}")),
+                },
             },
         },
         CheckKind::DurationAtMost {
@@ -293,30 +317,28 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                 ),
             }
         }
-        CheckKind::LogAbsent { evidence, pattern } => match evidence_text(name, obs, evidence) {
+        CheckKind::LogAbsent {
+            evidence,
+            pattern,
+            control,
+        } => match evidence_text(name, obs, evidence) {
             Err(r) => r,
             Ok((text, file)) => {
-                // A command that failed may have printed nothing or half: no matching line in
-                // its output proves nothing. A matching line is still a finding.
-                let failed = obs
-                    .evidence
-                    .get(evidence.as_str())
-                    .and_then(|e| e.exit_code)
-                    .filter(|c| *c != 0);
                 let hits: Vec<(usize, &str)> = text
                     .lines()
                     .enumerate()
                     .filter(|(_, l)| pattern.matches_line(l))
                     .collect();
-                match hits.first() {
-                    None => match failed {
-                        None => CheckResult::pass(name),
-                        Some(code) => CheckResult::unknown(
-                            name,
-                            format!("the command behind {file} exited {code}, so its output cannot show \"{}\" is absent", pattern.as_str()),
-                        ),
-                    },
-                    Some((i, line)) => CheckResult::fail(
+                // A matching line is a finding whatever else is wrong with the text. No
+                // matching line proves an absence only in a whole text: not the output of a
+                // command that failed or was cut short, nor one missing its control line
+                // (`journalctl … | grep … || true` prints nothing, and exits 0, when
+                // journalctl itself failed).
+                let control_missing = control
+                    .as_ref()
+                    .filter(|c| !text.lines().any(|l| c.matches_line(l)));
+                match (hits.first(), partial(obs, evidence), control_missing) {
+                    (Some((i, line)), _, _) => CheckResult::fail(
                         name,
                         format!(
                             "{} line(s) of {file} match \"{}\", the first at line {}: {}",
@@ -326,6 +348,22 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                             snippet(line, 200)
                         ),
                     ),
+                    (None, Some(why), _) => CheckResult::unknown(
+                        name,
+                        format!(
+                            "{why} behind {file}, so its output cannot show \"{}\" is absent",
+                            pattern.as_str()
+                        ),
+                    ),
+                    (None, None, Some(c)) => CheckResult::unknown(
+                        name,
+                        format!(
+                            "{file} has no line matching its control \"{}\", so it is not the whole text and cannot show \"{}\" is absent",
+                            c.as_str(),
+                            pattern.as_str()
+                        ),
+                    ),
+                    (None, None, None) => CheckResult::pass(name),
                 }
             }
         },
@@ -334,13 +372,14 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
             matcher,
             count,
             during,
+            delivered,
         } => match traces.get(segment) {
             None => CheckResult::unknown(name, format!("no trace of segment {segment} was taken")),
             Some(Err(why)) => CheckResult::unknown(
                 name,
                 format!(
-                    "the trace of segment {segment} could not be read: {}",
-                    snippet(why, 200)
+                    "the trace of segment {segment} is not evidence: {}",
+                    snippet(why, 240)
                 ),
             ),
             Some(Ok(frames)) => {
@@ -370,13 +409,36 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                         })
                     })
                     .collect();
-                let hits = trace::matching(considered.iter().copied(), matcher);
+                let hits = trace::matching(considered.iter().copied(), matcher, *delivered);
                 let n = hits.len() as u64;
                 let (ok, want) = match count {
                     Count::AtLeast(k) => (n >= *k, format!("at least {k}")),
                     Count::Equals(k) => (n == *k, format!("exactly {k}")),
                 };
                 let file = format!("wire/{segment}.pcapng");
+                // Counting no frame proves an absence only where the trace was being written:
+                // a complete trace (the runner makes an incomplete one an Err) with a frame
+                // before the window and one after it. A step's window without such frames may
+                // lie before the capture started or after it stopped.
+                let absence = hits.is_empty() && (*count == Count::Equals(0) || considered.is_empty());
+                if let (true, Some((a, b))) = (absence, window) {
+                    let t = |f: &TraceFrame| f.timestamp_ns as f64 / 1e9;
+                    let before = frames.iter().any(|f| t(f) < a);
+                    let after = frames.iter().any(|f| t(f) > b);
+                    if !(before && after) {
+                        return CheckResult::unknown(
+                            name,
+                            format!(
+                                "{file} has no frame {}{while_}, so it does not show that the trace covers that time",
+                                match (before, after) {
+                                    (false, false) => "before or after the window",
+                                    (false, true) => "before the window",
+                                    _ => "after the window",
+                                }
+                            ),
+                        );
+                    }
+                }
                 if ok && hits.is_empty() {
                     let said = format!(
                         "none of the {} frames in {file}{while_} matches {}, as expected",
@@ -413,6 +475,26 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
                 }
             }
         },
+    }
+}
+
+/// Why a command's output is only part of the evidence (it exited non-zero, the guest agent
+/// cut it short), as the start of a sentence; `None` for a whole text.
+fn partial(obs: &Observed, evidence: &str) -> Option<String> {
+    let e = obs.evidence.get(evidence)?;
+    match e.exit_code.filter(|c| *c != 0) {
+        Some(code) => Some(format!("the command exited {code}")),
+        None => e
+            .truncated
+            .then(|| "the guest agent cut short the output of the command".to_string()),
+    }
+}
+
+/// The reason a step that did not succeed gives.
+fn outcome_why(outcome: &StepOutcome) -> &str {
+    match outcome {
+        StepOutcome::Failed(why) | StepOutcome::Error(why) => why,
+        _ => "it did not succeed",
     }
 }
 

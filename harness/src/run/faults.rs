@@ -339,13 +339,14 @@ pub(crate) async fn counters(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
         .map(|t| format!("nft list table {t}"))
         .collect::<Vec<_>>()
         .join("; ");
-    if let Ok(out) = ctx
+    // Without a count the fault did not provably fire (run::proof): say why there is none.
+    match ctx
         .guests
         .exec(guest, &script, ctx.accel.scale(Duration::from_secs(10)))
         .await
     {
-        let counters = nft_packet_counts(&out.stdout);
-        if !counters.is_empty() {
+        Ok(out) if out.ok() && !nft_packet_counts(&out.stdout).is_empty() => {
+            let counters = nft_packet_counts(&out.stdout);
             let total: u64 = counters.iter().sum();
             run.nft_packets = Some(total);
             run.evidence.push(format!(
@@ -353,6 +354,15 @@ pub(crate) async fn counters(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
                 counters.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
             ));
         }
+        Ok(out) => run.evidence.push(format!(
+            "{guest}'s nft counters could not be read: `{}` exited {} with no `counter packets N` in its output",
+            snippet(&script, 120),
+            out.exit_code
+        )),
+        Err(e) => run.evidence.push(format!(
+            "{guest}'s nft counters could not be read: {}",
+            snippet(&e.to_string(), 160)
+        )),
     }
 }
 

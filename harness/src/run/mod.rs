@@ -33,7 +33,7 @@ use crate::disks::DiskSpec;
 use crate::images::{self, Image};
 use crate::lab::{GuestSpec, Lab, LabSpec};
 use crate::recipe::Recipe;
-use crate::results::{ArmRecord, CheckRecord, EventKind, FaultRecord};
+use crate::results::{ArmRecord, CheckRecord, EventKind, FaultRecord, TraceRecord};
 use crate::run::context::Ctx;
 use crate::run::guests::Guests;
 use crate::run::history::History;
@@ -250,12 +250,24 @@ pub async fn run_arm(
     faults::rule_counts(&mut fault_runs, &stats.rules);
     let mut traces = checks::Traces::new();
     let pcap = dir.join("wire").join(format!("{}.pcapng", segment.name));
-    traces.insert(
-        segment.name.clone(),
-        std::fs::read(&pcap)
-            .map_err(|e| format!("{}: {e}", pcap.display()))
-            .and_then(|b| trace::read(&b).map_err(|e| e.to_string())),
-    );
+    let file = format!("wire/{}.pcapng", segment.name);
+    let read = std::fs::read(&pcap)
+        .map_err(|e| format!("{}: {e}", pcap.display()))
+        .and_then(|b| trace::read(&b).map_err(|e| format!("{file}: {e}")));
+    // Only a complete trace is evidence (of absence above all): checks see an incomplete one
+    // as an Err saying what it lacks.
+    let judged = read.and_then(|frames| trace::completeness(&frames, &stats, &file).map(|()| frames));
+    record.traces.push(TraceRecord {
+        segment: segment.name.clone(),
+        file,
+        switch_frames: stats.frames,
+        written_frames: stats.pcap_frames,
+        read_frames: judged.as_ref().ok().map(|f| f.len() as u64),
+        write_errors: stats.pcap_errors,
+        first_write_error: stats.pcap_error.clone(),
+        problem: judged.as_ref().err().cloned(),
+    });
+    traces.insert(segment.name.clone(), judged);
     let results: Vec<CheckResult> = checks::judge(case, &observed, &traces)
         .into_iter()
         .filter(|r| !arm.skip_checks.iter().any(|s| s == r.name()))
@@ -330,6 +342,7 @@ pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
         checks: Vec::new(),
         measures: Vec::new(),
         faults: Vec::new(),
+        traces: Vec::new(),
         dir: format!("{}/{}", case.name, arm.name),
         rerun,
     }
@@ -357,6 +370,7 @@ async fn capture(ctx: &Ctx<'_>, dir: &Path, phase: &'static str, items: &[Eviden
             text: None,
             exit_code: None,
             problem: None,
+            truncated: false,
         };
         let file_name = item.name.replace(':', "_");
         match &item.source {
@@ -373,6 +387,7 @@ async fn capture(ctx: &Ctx<'_>, dir: &Path, phase: &'static str, items: &[Eviden
                             let _ = std::fs::write(folder.join(format!("{file_name}.err")), &o.stderr);
                         }
                         rec.exit_code = Some(o.exit_code);
+                        rec.truncated = o.truncated;
                         if !o.ok() {
                             rec.problem = Some(format!("`{command}` exited {}", o.exit_code));
                         }

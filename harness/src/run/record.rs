@@ -48,6 +48,10 @@ pub struct StepRecord {
     /// Files a capture step copied out of its guest, relative to the arm's folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// The guest agent cut the output or stderr short (qemu-ga's `out-truncated` /
+    /// `err-truncated`): what checks would read is partial.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl StepRecord {
@@ -66,6 +70,7 @@ impl StepRecord {
             stderr: String::new(),
             duration_s: None,
             files: Vec::new(),
+            truncated: false,
         }
     }
 
@@ -99,6 +104,9 @@ pub struct EvidenceRecord {
     pub exit_code: Option<i64>,
     /// Why it is missing (or what went wrong taking it).
     pub problem: Option<String>,
+    /// The guest agent cut the command's output short: the text is partial.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// Everything checks are judged on, apart from the traces.

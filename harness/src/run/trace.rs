@@ -7,11 +7,19 @@
 //! multicast, not yet learnt) is flooded. The pcapng does not record when guests connected,
 //! so a trace counts every port as connected: a frame flooded while a guest was away lists
 //! that guest's port, where the switch did not send it.
+//!
+//! `to` is where the switch sent a frame *toward* (addressed to, by the learning rule), even
+//! when a fault rule then dropped it there; the pcapng comment of such a frame names each
+//! port it was dropped toward, and [`TraceFrame::delivered_to`] leaves those out.
+//!
+//! A trace proves an absence only when it is complete: [`completeness`] compares it with the
+//! switch's own counts.
 
 use crate::wire::classify::Classifier;
 use crate::wire::learning::MacTable;
 use crate::wire::pcapng::{self, Block};
 use crate::wire::rules::{Facts, Match};
+use crate::wire::switch::SegmentStats;
 
 /// One frame of a trace.
 #[derive(Debug, Clone)]
@@ -21,20 +29,50 @@ pub struct TraceFrame {
     pub timestamp_ns: u64,
     /// The port (guest) it came in on.
     pub from: String,
-    /// The ports it left by.
+    /// The ports the switch sent it toward (addressed to), fault rules aside.
     pub to: Vec<String>,
+    /// The ports of `to` a fault rule dropped it toward (from the frame's pcapng comment).
+    pub dropped_to: Vec<String>,
     pub facts: Facts,
 }
 
 impl TraceFrame {
-    /// Whether `m` matches this frame toward any port it left by (a frame with no egress port
-    /// still matches a `to`-less match).
-    pub fn matches(&self, m: &Match) -> bool {
+    /// Whether `m` matches this frame toward any port it was sent toward — with `delivered`,
+    /// only toward a port no rule dropped it at. A frame with no egress port still matches a
+    /// `to`-less match unless `delivered` is asked for.
+    pub fn matches(&self, m: &Match, delivered: bool) -> bool {
         if self.to.is_empty() {
-            return m.to.is_none() && m.matches(&self.facts, &self.from, "");
+            return !delivered && m.to.is_none() && m.matches(&self.facts, &self.from, "");
         }
-        self.to.iter().any(|to| m.matches(&self.facts, &self.from, to))
+        self.to
+            .iter()
+            .filter(|to| !delivered || !self.dropped_to.contains(to))
+            .any(|to| m.matches(&self.facts, &self.from, to))
     }
+
+    /// The ports it went on to: `to` without those a rule dropped it toward.
+    pub fn delivered_to(&self) -> impl Iterator<Item = &String> {
+        self.to.iter().filter(|p| !self.dropped_to.contains(p))
+    }
+}
+
+/// The ports a frame's pcapng comment says a rule dropped it toward: the switch writes one
+/// clause per rule and port, "dropped toward imap1 by rule grant-lost (#1)" or "dropped
+/// (partition) toward imap1 by …", joined by "; " (wire::rules::RuleSet::decide).
+fn dropped_toward(comment: Option<&str>) -> Vec<String> {
+    let Some(comment) = comment else {
+        return Vec::new();
+    };
+    comment
+        .split("; ")
+        .filter(|c| c.starts_with("dropped"))
+        .filter_map(|c| {
+            c.split_once(" toward ")?
+                .1
+                .split_once(" by rule ")
+                .map(|(p, _)| p.to_string())
+        })
+        .collect()
 }
 
 /// Read every frame of a pcapng written by the switch.
@@ -60,6 +98,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<TraceFrame>, pcapng::ReadError> {
                     timestamp_ns: p.timestamp_ns,
                     from: ports.get(from).cloned().unwrap_or_else(|| "?".into()),
                     to,
+                    dropped_to: dropped_toward(p.comment),
                     facts,
                 });
             }
@@ -69,13 +108,47 @@ pub fn read(bytes: &[u8]) -> Result<Vec<TraceFrame>, pcapng::ReadError> {
     Ok(frames)
 }
 
-/// The numbers of the frames `m` matches.
-pub fn matching<'a>(frames: impl IntoIterator<Item = &'a TraceFrame>, m: &Match) -> Vec<u64> {
+/// The numbers of the frames `m` matches (only where delivered, with `delivered`).
+pub fn matching<'a>(
+    frames: impl IntoIterator<Item = &'a TraceFrame>,
+    m: &Match,
+    delivered: bool,
+) -> Vec<u64> {
     frames
         .into_iter()
-        .filter(|f| f.matches(m))
+        .filter(|f| f.matches(m, delivered))
         .map(|f| f.number)
         .collect()
+}
+
+/// Whether the trace `frames` (read back from `file`) holds every frame the switch received:
+/// no pcapng write failed, and for every port at least as many frames as the switch counted
+/// (more is fine: a trace read while the lab still runs may have grown since the count).
+/// `Err` says what is missing, for every check that would count on it.
+pub fn completeness(frames: &[TraceFrame], stats: &SegmentStats, file: &str) -> Result<(), String> {
+    if stats.pcap_errors > 0 {
+        return Err(format!(
+            "the switch could not write all of {file} ({} failed write(s) or flush(es), the first: {}): it may lack frames",
+            stats.pcap_errors,
+            stats.pcap_error.as_deref().unwrap_or("no detail")
+        ));
+    }
+    let short: Vec<String> = stats
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let traced = frames.iter().filter(|f| f.from == p.name).count() as u64;
+            (traced < p.rx_frames).then(|| format!("{} of {} from {}", traced, p.rx_frames, p.name))
+        })
+        .collect();
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{file} holds fewer frames than the switch received ({}): it may lack the frames a check looks for",
+            short.join(", ")
+        ))
+    }
 }
 
 /// Frame numbers for an explanation: the first few, then how many more.
@@ -137,11 +210,95 @@ mod tests {
             to: Some("imap2".into()),
             ..Match::default()
         };
-        assert_eq!(matching(&frames, &to_imap2), vec![1]);
+        assert_eq!(matching(&frames, &to_imap2, false), vec![1]);
         assert_eq!(
             list_frames(&(1..=14).collect::<Vec<_>>()),
             "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 2 more"
         );
+    }
+
+    /// `to` means addressed to: a frame a rule dropped toward imap1 still counts for
+    /// `to = imap1`; `delivered` counts it only where the switch sent it on. The comment is
+    /// the one the switch's own rules write.
+    #[test]
+    fn to_means_addressed_to_and_delivered_leaves_out_what_a_rule_dropped() {
+        use crate::wire::rules::{Action, Rule, RuleSet};
+        let a = [0x52, 0x54, 0, 0xfa, 0, 10];
+        let mut rules = RuleSet::default();
+        rules.add(Rule {
+            name: "cut-imap1".into(),
+            matcher: Match {
+                to: Some("imap1".into()),
+                ..Match::default()
+            },
+            action: Action::Drop,
+        });
+        let decision = rules.decide(&Facts::default(), 1, "filer", &["imap1", "imap2"], &mut || 0.0);
+        let mut w = Writer::new(Vec::new(), "test").unwrap();
+        for p in ["filer", "imap1", "imap2"] {
+            w.add_interface(p, p).unwrap();
+        }
+        // A broadcast from the filer: toward imap1 (dropped there) and imap2.
+        w.write_frame(
+            0,
+            1,
+            &eth([0xff; 6], a),
+            Direction::Inbound,
+            decision.comment.as_deref(),
+        )
+        .unwrap();
+        let frames = read(&w.into_inner()).unwrap();
+        assert_eq!(frames[0].dropped_to, vec!["imap1".to_string()]);
+        let to = |p: &str| Match {
+            to: Some(p.into()),
+            ..Match::default()
+        };
+        assert_eq!(matching(&frames, &to("imap1"), false), vec![1]);
+        assert_eq!(matching(&frames, &to("imap1"), true), Vec::<u64>::new());
+        assert_eq!(matching(&frames, &to("imap2"), true), vec![1]);
+        assert_eq!(frames[0].delivered_to().collect::<Vec<_>>(), ["imap2"]);
+        // Partition drops say so too.
+        assert_eq!(
+            dropped_toward(Some(
+                "delayed toward filer by rule slow (#2); dropped (partition) toward imap2 by rule split (#3)"
+            )),
+            vec!["imap2".to_string()]
+        );
+    }
+
+    /// A trace that lacks frames the switch received, or whose writes failed, is not complete.
+    #[test]
+    fn a_trace_with_fewer_frames_than_the_switch_received_is_incomplete() {
+        use crate::wire::switch::{PortStats, SegmentStats};
+        let frame = |from: &str| TraceFrame {
+            number: 1,
+            timestamp_ns: 0,
+            from: from.into(),
+            to: Vec::new(),
+            dropped_to: Vec::new(),
+            facts: Facts::default(),
+        };
+        let port = |name: &str, rx: u64| PortStats {
+            name: name.into(),
+            rx_frames: rx,
+            ..PortStats::default()
+        };
+        let mut stats = SegmentStats {
+            frames: 3,
+            ports: vec![port("filer", 2), port("imap1", 1)],
+            pcap_frames: 3,
+            ..SegmentStats::default()
+        };
+        let frames = vec![frame("filer"), frame("filer"), frame("imap1")];
+        assert_eq!(completeness(&frames, &stats, "wire/lan.pcapng"), Ok(()));
+        assert_eq!(
+            completeness(&frames[..2], &stats, "wire/lan.pcapng"),
+            Err("wire/lan.pcapng holds fewer frames than the switch received (0 of 1 from imap1): it may lack the frames a check looks for".into())
+        );
+        stats.pcap_errors = 1;
+        stats.pcap_error = Some("flushing wire/lan.pcapng: No space left on device (os error 28)".into());
+        let why = completeness(&frames, &stats, "wire/lan.pcapng").unwrap_err();
+        assert!(why.contains("No space left"), "{why}");
     }
 
     /// The live switch and a trace of it agree on where every frame went: frames sent through

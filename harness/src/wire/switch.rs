@@ -74,10 +74,17 @@ pub struct PortStats {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SegmentStats {
     pub segment: String,
+    /// Frames the switch received (every port's `rx_frames`).
     pub frames: u64,
     pub ports: Vec<PortStats>,
     pub rules: Vec<RuleStats>,
     pub pcap: PathBuf,
+    /// Frames the pcapng writer took whole. Fewer than `frames` means the trace is missing
+    /// some: it cannot prove that a frame was never sent.
+    pub pcap_frames: u64,
+    /// Failed pcapng writes and flushes, and the first one's error.
+    pub pcap_errors: u64,
+    pub pcap_error: Option<String>,
 }
 
 /// Which of a port's connections an event is about: its number among the port's accepts.
@@ -296,6 +303,10 @@ struct Core {
     frames: u64,
     seq: u64,
     rng: u64,
+    /// Failed pcapng writes and flushes, and the first error: a trace that lost frames must
+    /// say so (the frame path only counts; the words are made once).
+    pcap_errors: u64,
+    pcap_error: Option<String>,
 }
 
 impl Core {
@@ -322,6 +333,8 @@ impl Core {
             frames: 0,
             seq: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            pcap_errors: 0,
+            pcap_error: None,
         }
     }
 
@@ -333,20 +346,20 @@ impl Core {
                 cmd = commands.recv() => match cmd {
                     Some(Command::AddRule(r, tx)) => { let _ = tx.send(self.rules.add(*r)); }
                     Some(Command::RemoveRule(id, tx)) => { let _ = tx.send(self.rules.remove(id)); }
-                    Some(Command::Stats(tx)) => { let _ = self.pcap.flush(); let _ = tx.send(self.snapshot()); }
-                    Some(Command::Stop(tx)) => { let _ = self.pcap.flush(); let _ = tx.send(self.snapshot()); return; }
-                    None => { let _ = self.pcap.flush(); return; }
+                    Some(Command::Stats(tx)) => { self.flush(); let _ = tx.send(self.snapshot()); }
+                    Some(Command::Stop(tx)) => { self.flush(); let _ = tx.send(self.snapshot()); return; }
+                    None => { self.flush(); return; }
                 },
                 _ = sleep_until(next_due) => self.release_due(),
                 ev = events.recv() => {
-                    let Some(ev) = ev else { let _ = self.pcap.flush(); return };
+                    let Some(ev) = ev else { self.flush(); return };
                     self.handle(ev);
                     // Drain what is already queued, then flush once: a crash loses at most
                     // the frames of one burst.
                     while let Ok(ev) = events.try_recv() {
                         self.handle(ev);
                     }
-                    let _ = self.pcap.flush();
+                    self.flush();
                 }
             }
         }
@@ -359,6 +372,24 @@ impl Core {
             ports: self.stats.clone(),
             rules: self.rules.stats().to_vec(),
             pcap: self.pcap_path.clone(),
+            pcap_frames: self.pcap.frames_written(),
+            pcap_errors: self.pcap_errors,
+            pcap_error: self.pcap_error.clone(),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.pcap.flush() {
+            self.pcap_failed("flushing", e);
+        }
+    }
+
+    /// Count a failed pcapng write or flush (off the hot path: it only runs on failure).
+    #[cold]
+    fn pcap_failed(&mut self, what: &str, e: io::Error) {
+        self.pcap_errors += 1;
+        if self.pcap_error.is_none() {
+            self.pcap_error = Some(format!("{what} {}: {e}", self.pcap_path.display()));
         }
     }
 
@@ -426,13 +457,15 @@ impl Core {
         let decision = self
             .rules
             .decide(&facts, frame_no, &self.ports[from], &names, &mut jitter);
-        let _ = self.pcap.write_frame(
+        if let Err(e) = self.pcap.write_frame(
             from as u32,
             ts,
             &frame,
             pcapng::Direction::Inbound,
             decision.comment.as_deref(),
-        );
+        ) {
+            self.pcap_failed(&format!("writing frame {frame_no} to"), e);
+        }
 
         let frame: Arc<[u8]> = frame.into();
         for (&to, verdict) in egress.iter().zip(decision.verdicts) {

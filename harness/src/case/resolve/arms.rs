@@ -180,6 +180,20 @@ pub(super) fn build(
                 cx.at(c, format!("check `{skipped}` is both skipped and report-only"));
             }
         }
+        // A pass arm that leaves a check out of its verdict must say why: otherwise a pass
+        // with the check failing beside it reads as all clear.
+        if expect == ArmExpectation::Pass && a.finding.is_none() {
+            if let Some(first) = a.report_only.first() {
+                cx.at(
+                    first,
+                    format!(
+                        "arm `{}` expects pass but only reports check `{}`: give it a `finding` saying why that check is left out of the verdict",
+                        name.get_ref(),
+                        first.get_ref()
+                    ),
+                );
+            }
+        }
         for (text, what) in [(&a.finding, "a finding"), (&a.story, "a story")] {
             if let Some(f) = text {
                 if f.get_ref().trim().is_empty() {

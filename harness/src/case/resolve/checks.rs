@@ -38,6 +38,14 @@ pub(super) fn build(
         );
     }
     let all_checks = Names::new("check", raw.0.iter().map(|(n, _)| n.get_ref().clone()));
+    // Evidence that is a command's output: an absence in it needs a control line.
+    let commands: Vec<String> = evidence
+        .before
+        .iter()
+        .chain(&evidence.after)
+        .filter(|e| matches!(e.source, EvidenceSource::Command { .. }))
+        .map(|e| e.name.clone())
+        .collect();
     for (name, c) in &raw.0 {
         cx.name(name, "check");
         for r in &c.requires {
@@ -60,6 +68,7 @@ pub(super) fn build(
             lab,
             steps,
             evidence: evidence_names,
+            commands: &commands,
         };
         let (kind, inline) = build_check_kind(cx, name, c, &ctx);
         if let Some(item) = inline {
@@ -117,6 +126,8 @@ struct CheckCx<'a> {
     lab: &'a Lab,
     steps: &'a Steps,
     evidence: &'a Names,
+    /// The evidence items that are a command's output.
+    commands: &'a [String],
 }
 
 /// A check's `fail_when`: only for checks whose failure is a step's or an evidence item's
@@ -225,7 +236,16 @@ fn text_expect(
         ],
     );
     match which {
-        Some("equals") => TextExpect::Equals(equals.as_ref().expect("given").get_ref().clone()),
+        Some("equals") => {
+            let e = equals.as_ref().expect("given");
+            if e.get_ref().trim_end().is_empty() {
+                cx.at(
+                    e,
+                    "`equals = \"\"` holds for a command that printed nothing because it failed: print a count and compare it (`equals = \"0\"`), or use `log_absent` with a `control`",
+                );
+            }
+            TextExpect::Equals(e.get_ref().clone())
+        }
         Some("contains") => {
             let c = contains.as_ref().expect("given");
             if c.get_ref().is_empty() {
@@ -435,7 +455,29 @@ fn build_check_kind(
                 ctx,
             );
             let pattern = cx.pattern(&r.pattern);
-            return (CheckKind::LogAbsent { evidence, pattern }, item);
+            let control = r.control.as_ref().map(|c| cx.pattern(c));
+            // A command's output that lacks a line proves nothing when the command failed
+            // early (`journalctl … | grep … || true` exits 0 either way): a line that is always
+            // there must be there too. A file read whole is its own proof (unreadable is
+            // unknown).
+            if control.is_none() && ctx.commands.contains(&evidence) {
+                if let Some(e) = &r.evidence {
+                    cx.at(
+                        e,
+                        format!(
+                            "evidence `{evidence}` is a command's output: `log_absent` on it needs a `control`, a pattern of a line that is always in that output (the service's start line, the kernel's banner), so that an empty or cut-short output cannot pass"
+                        ),
+                    );
+                }
+            }
+            return (
+                CheckKind::LogAbsent {
+                    evidence,
+                    pattern,
+                    control,
+                },
+                item,
+            );
         }
         Some(_) => {
             let o = c.frames.as_ref().expect("given");
@@ -481,6 +523,7 @@ fn build_check_kind(
                 matcher,
                 count,
                 during: r.during.as_ref().map(|d| d.get_ref().clone()),
+                delivered: r.delivered.as_ref().is_some_and(|d| *d.get_ref()),
             }
         }
         None => placeholder,

@@ -203,6 +203,12 @@ fn build_fault_kind(cx: &mut Cx, name: &Str, f: &RawFault, end: &End, lab: &Lab)
                     "the ruleset declares no table: write `table inet NAME { ... }`, so that the harness can delete it to heal the fault",
                 );
             }
+            if !has_counter(n.ruleset.get_ref()) {
+                cx.at(
+                    &n.ruleset,
+                    "the ruleset has no `counter`: put one in the rule that does the harm (`... counter drop`), since a loaded ruleset proves nothing and only a packet it counted shows the fault fired",
+                );
+            }
             FaultKind::GuestNft {
                 guest: n.guest.get_ref().clone(),
                 ruleset: n.ruleset.get_ref().clone(),
@@ -311,6 +317,15 @@ fn build_fault_kind(cx: &mut Cx, name: &Str, f: &RawFault, end: &End, lab: &Lab)
         }
         None => FaultKind::DiskError { disk: String::new() },
     }
+}
+
+/// Whether some rule of an nft ruleset counts packets (`counter`, outside `#` comments).
+fn has_counter(ruleset: &str) -> bool {
+    ruleset
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .flat_map(str::split_whitespace)
+        .any(|w| w == "counter")
 }
 
 /// `"FAMILY NAME"` of every `table FAMILY NAME` line of an nft ruleset.

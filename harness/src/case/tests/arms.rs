@@ -120,6 +120,11 @@ fn arm_check_selection_errors_point_at_the_name() {
             "[arms.base]\nexpect = \"pass\"\nskip_checks = [\"nope\"]\n",
             "t.toml:18:16: unknown check `nope` (this case has ok, later)",
         ),
+        // A pass arm that leaves a check out of its verdict says why.
+        (
+            "[arms.fine]\nexpect = \"pass\"\nreport_only = [\"later\"]\n",
+            "t.toml:18:16: arm `fine` expects pass but only reports check `later`: give it a `finding` saying why that check is left out of the verdict",
+        ),
         (
             "[arms.bug]\nexpect = \"fail\"\nfailing_checks = [\"ok\"]\nreport_only = [\"ok\"]\n",
             "t.toml:19:16: arm `bug` only reports check `ok`, which it also expects to fail",

@@ -64,6 +64,16 @@ fn checks() {
             "[checks.x]\nstep_output = { step = \"a\", contains = \"\" }\n",
             "t.toml:12:40: `contains = \"\"` always holds",
         ),
+        // An empty output is what a failed command prints: it proves no absence.
+        (
+            "[checks.x]\nstep_output = { step = \"a\", equals = \"\" }\n",
+            "t.toml:12:38: `equals = \"\"` holds for a command that printed nothing because it failed: print a count and compare it (`equals = \"0\"`), or use `log_absent` with a `control`",
+        ),
+        // A command's output must carry a control line for an absence in it to count.
+        (
+            "[[evidence.after]]\nname = \"j\"\nguest = \"imap1\"\ncommand = \"journalctl | grep x || true\"\n[checks.x]\nlog_absent = { evidence = \"j\", pattern = \"x\" }\n",
+            "t.toml:16:27: evidence `j` is a command's output: `log_absent` on it needs a `control`, a pattern of a line that is always in that output (the service's start line, the kernel's banner), so that an empty or cut-short output cannot pass",
+        ),
         (
             "[checks.x]\nexec_output = { equals = \"1\" }\n",
             "t.toml:12:15: `exec_output` needs `evidence`, or `guest` and `command`",
@@ -262,4 +272,19 @@ fn a_failure_reason_reads_as_written() {
             stderr: None,
         })
     );
+}
+
+#[test]
+fn a_log_absent_on_a_command_takes_a_control_and_frames_take_delivered() {
+    let c = ok("[[evidence.after]]\nname = \"j\"\nguest = \"imap1\"\ncommand = \"journalctl | grep x || true\"\n[checks.x]\nlog_absent = { evidence = \"j\", pattern = \"x\", control = \"x * starting\" }\n[checks.y]\nframes = { segment = \"lan\", to = \"imap1\", delivered = true, count_at_least = 1 }\n");
+    match &c.check("x").unwrap().kind {
+        CheckKind::LogAbsent { control, .. } => {
+            assert_eq!(control.as_ref().map(|p| p.as_str()), Some("x * starting"))
+        }
+        k => panic!("{k:?}"),
+    }
+    assert!(matches!(
+        c.check("y").unwrap().kind,
+        CheckKind::Frames { delivered: true, .. }
+    ));
 }

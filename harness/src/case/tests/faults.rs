@@ -100,7 +100,7 @@ start = { at = "1s" }
 wire = { segment = "lan", rpc_procedure = "nlm4_granted_res", action = "partition", groups = [["filer"], ["imap1"]] }
 [faults.other]
 start = { at = "1s" }
-guest_nft = { guest = "filer", ruleset = "table inet cut {\n chain in { type filter hook input priority 0; drop; }\n}" }
+guest_nft = { guest = "filer", ruleset = "table inet cut {\n chain in { type filter hook input priority 0; counter drop; }\n}" }
 "#);
     let rule = |n: &str| wire_rule(c.fault(n).unwrap()).unwrap();
     assert_eq!(
@@ -178,7 +178,8 @@ guest_nft = { guest = "filer", ruleset = "table inet cut {\n chain in { type fil
         c.fault("other").unwrap().kind,
         FaultKind::GuestNft {
             guest: "filer".into(),
-            ruleset: "table inet cut {\n chain in { type filter hook input priority 0; drop; }\n}".into(),
+            ruleset: "table inet cut {\n chain in { type filter hook input priority 0; counter drop; }\n}"
+                .into(),
             tables: vec!["inet cut".into()],
         }
     );
@@ -311,8 +312,13 @@ fn fault_kinds() {
             "t.toml:13:68: action must be \"stop\", \"kill\", \"restart\" or \"reboot\", not \"pause\"",
         ),
         (
-            "[faults.f]\nstart = { at = \"1s\" }\nguest_nft = { guest = \"filer\", ruleset = \"add rule inet x y drop\" }\n",
+            "[faults.f]\nstart = { at = \"1s\" }\nguest_nft = { guest = \"filer\", ruleset = \"add rule inet x y counter drop\" }\n",
             "t.toml:13:42: the ruleset declares no table: write `table inet NAME { ... }`, so that the harness can delete it to heal the fault",
+        ),
+        // A guest ruleset fires only with proof: a packet one of its counters counted.
+        (
+            "[faults.f]\nstart = { at = \"1s\" }\nguest_nft = { guest = \"filer\", ruleset = \"table inet cut { chain c { drop } } # no counter here\" }\n",
+            "t.toml:13:42: the ruleset has no `counter`: put one in the rule that does the harm (`... counter drop`), since a loaded ruleset proves nothing and only a packet it counted shows the fault fired",
         ),
         (
             "[disks.shelf]\nguest = \"filer\"\nsize = \"1G\"\n[faults.f]\nstart = { at = \"1s\" }\ndisk_error = { disk = \"shelf\" }\n",

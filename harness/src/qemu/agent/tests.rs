@@ -122,3 +122,15 @@ async fn a_read_stops_at_its_cap_and_says_truncated_by_the_bytes_read() {
         .unwrap();
     assert_eq!((read.data.len(), read.truncated), (4, false));
 }
+
+#[test]
+fn output_the_agent_cut_short_is_marked_truncated() {
+    let whole = json!({"exited": true, "exitcode": 0, "out-data": "MgoK"});
+    let out = exec_output(&whole);
+    assert_eq!((out.stdout.as_str(), out.truncated), ("2\n\n", false));
+    for flag in ["out-truncated", "err-truncated"] {
+        let mut cut = whole.clone();
+        cut[flag] = json!(true);
+        assert!(exec_output(&cut).truncated, "{flag}");
+    }
+}

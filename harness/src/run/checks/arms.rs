@@ -109,6 +109,7 @@ fn judge_file(name: &str) -> ArmOutcome {
                     text: Some(file.evidence.get(&e.name).cloned().unwrap_or_default()),
                     exit_code: Some(0),
                     problem: None,
+                    truncated: false,
                 },
             );
         }
@@ -125,6 +126,7 @@ fn judge_file(name: &str) -> ArmOutcome {
             timestamp_ns: 1_800_000_000_000_000_000,
             from: f.from.clone(),
             to: vec![f.to.clone()],
+            dropped_to: Vec::new(),
             facts: Facts {
                 ethertype: 0x0800,
                 ip_proto: Some(6),

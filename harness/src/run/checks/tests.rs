@@ -36,6 +36,7 @@ fn evidence(name: &str, guest: &str, text: Option<&str>) -> EvidenceRecord {
         problem: text
             .is_none()
             .then(|| "guest agent: no answer within 60s".to_string()),
+        truncated: false,
     }
 }
 
@@ -46,6 +47,7 @@ fn granted(number: u64) -> TraceFrame {
         timestamp_ns: 0,
         from: "filer".into(),
         to: vec!["imap2".into()],
+        dropped_to: Vec::new(),
         facts: Facts {
             ethertype: 0x0800,
             ip_proto: Some(6),
@@ -259,8 +261,15 @@ fn frames_during_a_step_count_only_its_window() {
         r.explanation().unwrap(),
         "1 frame(s) in wire/lan.pcapng while step `first` on imap2 (t=0.5–1.5 s) ran match NLM4_GRANTED_MSG message from filer: frames 7"
     );
-    // The only grant came during the second step: none while the first ran.
-    traces.insert("lan".into(), Ok(vec![at(9, 3.5)]));
+    // The only grant came during the second step: none while the first ran (the trace
+    // covers the first step's run: a frame before it, one after).
+    let other = |n: u64, t: f64| TraceFrame {
+        from: "imap2".into(),
+        to: vec!["filer".into()],
+        facts: Facts::default(),
+        ..at(n, t)
+    };
+    traces.insert("lan".into(), Ok(vec![other(3, 0.5), at(9, 3.5)]));
     let r = &judge(&case, &obs, &traces)[0];
     assert_eq!(r.verdict(), Verdict::Fail, "{r:?}");
     assert!(
@@ -279,6 +288,15 @@ fn two_steps(checks: &str) -> Case {
     case::parse(
         Path::new("t.toml"),
         &format!("name = \"t\"\nsummary = \"s\"\n[guests.imap1]\nimage = \"frontend\"\n[[steps]]\nname = \"a\"\nguest = \"imap1\"\nexec = {{ command = \"true\" }}\n[[steps]]\nname = \"b\"\nguest = \"imap1\"\nexec = {{ command = \"true\" }}\n{checks}[arms.x]\nexpect = \"pass\"\n"),
+    )
+    .unwrap()
+}
+
+/// A case of one guest step `s` on imap1 and `checks` (TOML), for the tests below.
+fn one_step_case(extra: &str) -> Case {
+    case::parse(
+        Path::new("t.toml"),
+        &format!("name = \"t\"\nsummary = \"s\"\n[guests.filer]\nimage = \"filer\"\n[guests.imap1]\nimage = \"frontend\"\n[[steps]]\nname = \"s\"\nguest = \"imap1\"\nexec = {{ command = \"true\" }}\n{extra}[arms.a]\nexpect = \"pass\"\n"),
     )
     .unwrap()
 }
@@ -485,6 +503,7 @@ fn a_goodbye_is_found_in_the_payload_head_and_only_there() {
         timestamp_ns: 0,
         from: "client".into(),
         to: vec!["imap1".into()],
+        dropped_to: Vec::new(),
         facts: Facts {
             ethertype: 0x0800,
             ip_proto: Some(6),
@@ -508,4 +527,147 @@ fn a_goodbye_is_found_in_the_payload_head_and_only_there() {
             .contains("with \"QUIT\" in its payload (frames 7)"),
         "{r:?}"
     );
+}
+
+fn judged(case: &Case, obs: &Observed, traces: &Traces) -> (Verdict, String) {
+    let r = &judge(case, obs, traces)[0];
+    (r.verdict(), r.explanation().unwrap_or("-").to_string())
+}
+
+#[test]
+fn step_output_of_a_step_that_did_not_succeed_is_unknown_not_judged_on_its_output() {
+    let case = one_step_case("[checks.count]\nstep_output = { step = \"s\", equals = \"0 lines\" }\n");
+    let mut obs = Observed::default();
+    obs.steps.insert(
+        "s".into(),
+        step(
+            "s",
+            "imap1",
+            (1.0, 61.0),
+            StepOutcome::Failed("still running after 60 s, killed".into()),
+            "0 lines",
+        ),
+    );
+    let (v, why) = judged(&case, &obs, &Traces::new());
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(
+        why.contains("did not succeed (still running after 60 s, killed)"),
+        "{why}"
+    );
+    // Succeeded, but the agent cut its output short: partial evidence.
+    let rec = obs.steps.get_mut("s").unwrap();
+    rec.outcome = StepOutcome::Ok;
+    rec.truncated = true;
+    let (v, why) = judged(&case, &obs, &Traces::new());
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("cut the output"), "{why}");
+    obs.steps.get_mut("s").unwrap().truncated = false;
+    assert_eq!(judged(&case, &obs, &Traces::new()).0, Verdict::Pass);
+}
+
+#[test]
+fn exec_output_of_a_command_that_exited_non_zero_is_unknown() {
+    let case = one_step_case("[[evidence.after]]\nname = \"counter\"\nguest = \"filer\"\ncommand = \"cat /export/counter\"\n[checks.count]\nexec_output = { evidence = \"counter\", equals = \"2\" }\n");
+    let mut obs = Observed::default();
+    let mut e = evidence("counter", "filer", Some(""));
+    e.exit_code = Some(1);
+    obs.evidence.insert("counter".into(), e);
+    // A failed `cat` printed "": not a counter of "", not a fail.
+    let (v, why) = judged(&case, &obs, &Traces::new());
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("the command exited 1"), "{why}");
+    let e = obs.evidence.get_mut("counter").unwrap();
+    e.exit_code = Some(0);
+    e.text = Some("1\n".into());
+    assert_eq!(judged(&case, &obs, &Traces::new()).0, Verdict::Fail);
+    // The whole output, cut short by the agent, is partial too.
+    obs.evidence.get_mut("counter").unwrap().truncated = true;
+    assert_eq!(judged(&case, &obs, &Traces::new()).0, Verdict::Unknown);
+}
+
+#[test]
+fn log_absent_without_its_control_line_or_on_a_cut_output_is_unknown() {
+    let case = one_step_case("[[evidence.after]]\nname = \"statd\"\nguest = \"imap1\"\ncommand = \"journalctl -t rpc.statd | grep -i statd || true\"\n[checks.reached]\nlog_absent = { evidence = \"statd\", pattern = \"Can't callback\", control = \"rpc.statd*Version * starting\" }\n");
+    let mut obs = Observed::default();
+    // journalctl failed: the pipeline printed nothing and exited 0.
+    obs.evidence
+        .insert("statd".into(), evidence("statd", "imap1", Some("")));
+    let (v, why) = judged(&case, &obs, &Traces::new());
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("no line matching its control"), "{why}");
+    let started = "Jan 01 00:00:01.000000 imap1 rpc.statd[412]: Version 2.6.2 starting\n";
+    obs.evidence.get_mut("statd").unwrap().text = Some(started.into());
+    assert_eq!(judged(&case, &obs, &Traces::new()).0, Verdict::Pass);
+    obs.evidence.get_mut("statd").unwrap().truncated = true;
+    assert_eq!(judged(&case, &obs, &Traces::new()).0, Verdict::Unknown);
+    // A matching line is a finding even in a partial text.
+    obs.evidence.get_mut("statd").unwrap().text =
+        Some("rpc.statd[412]: Can't callback imap1 (100021,4), giving up.\n".into());
+    assert_eq!(judged(&case, &obs, &Traces::new()).0, Verdict::Fail);
+}
+
+/// A window the trace does not provably cover (no frame before it, or none after) cannot
+/// show that nothing was sent in it.
+#[test]
+fn frames_counting_none_in_a_window_the_trace_does_not_cover_are_unknown() {
+    let case = one_step_case("[checks.silent]\nframes = { segment = \"lan\", from = \"filer\", rpc_procedure = \"NLM4_GRANTED_MSG\", during = \"s\", count_equals = 0 }\n");
+    let t0 = 1_800_000_000.0;
+    let mut obs = Observed::default();
+    obs.steps.insert(
+        "s".into(),
+        StepRecord {
+            started_unix: Some(t0 + 1.0),
+            ended_unix: Some(t0 + 2.0),
+            ..step("s", "imap1", (1.0, 2.0), StepOutcome::Ok, "")
+        },
+    );
+    let other = |n: u64, t: f64| TraceFrame {
+        timestamp_ns: ((t0 + t) * 1e9) as u64,
+        from: "imap1".into(),
+        to: vec!["filer".into()],
+        facts: Facts::default(),
+        ..granted(n)
+    };
+    let mut traces = Traces::new();
+    // The capture ended before the step: nothing after its window.
+    traces.insert("lan".into(), Ok(vec![other(1, 0.5)]));
+    let (v, why) = judged(&case, &obs, &traces);
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("no frame after the window"), "{why}");
+    // No frames at all.
+    traces.insert("lan".into(), Ok(Vec::new()));
+    assert_eq!(judged(&case, &obs, &traces).0, Verdict::Unknown);
+    // Frames on both sides: the absence is proven.
+    traces.insert(
+        "lan".into(),
+        Ok(vec![other(1, 0.5), other(2, 1.5), other(3, 2.5)]),
+    );
+    assert_eq!(judged(&case, &obs, &traces).0, Verdict::Pass);
+    // A trace the runner found incomplete is no evidence.
+    traces.insert(
+        "lan".into(),
+        Err("wire/lan.pcapng holds fewer frames than the switch received (2 of 3 from imap1)".into()),
+    );
+    let (v, why) = judged(&case, &obs, &traces);
+    assert_eq!(v, Verdict::Unknown, "{why}");
+    assert!(why.contains("fewer frames than the switch received"), "{why}");
+}
+
+/// `to` is addressed to; `delivered = true` leaves out a frame a rule dropped toward it.
+#[test]
+fn frames_to_a_guest_count_dropped_frames_unless_delivered_is_asked() {
+    let check = |delivered: bool| {
+        one_step_case(&format!("[checks.reached]\nframes = {{ segment = \"lan\", from = \"filer\", to = \"imap2\", rpc_procedure = \"NLM4_GRANTED_MSG\", delivered = {delivered}, count_at_least = 1 }}\n[guests.imap2]\nimage = \"frontend\"\n"))
+    };
+    let mut traces = Traces::new();
+    traces.insert(
+        "lan".into(),
+        Ok(vec![TraceFrame {
+            dropped_to: vec!["imap2".into()],
+            ..granted(41)
+        }]),
+    );
+    let obs = Observed::default();
+    assert_eq!(judged(&check(false), &obs, &traces).0, Verdict::Pass);
+    assert_eq!(judged(&check(true), &obs, &traces).0, Verdict::Fail);
 }

@@ -31,9 +31,14 @@ pub(super) async fn run(
     };
     let t = begin(ctx, st, step, detail);
     let limit = ctx.accel.scale(timeout);
-    let (mut outcome, code, out, err) = match command {
-        None => (StepOutcome::Ok, None, String::new(), String::new()),
-        Some(c) => outcome_of(ctx.guests.exec(g, c, limit).await, 0, ProcKind::Exec),
+    let (mut outcome, code, out, err, truncated) = match command {
+        None => (StepOutcome::Ok, None, String::new(), String::new(), false),
+        Some(c) => {
+            let result = ctx.guests.exec(g, c, limit).await;
+            let truncated = result.as_ref().is_ok_and(|o| o.truncated);
+            let (outcome, code, out, err) = outcome_of(result, 0, ProcKind::Exec);
+            (outcome, code, out, err, truncated)
+        }
     };
     let rel_dir = format!("evidence/steps/{}", step.name);
     let _ = std::fs::create_dir_all(ctx.dir.join(&rel_dir));
@@ -50,7 +55,10 @@ pub(super) async fn run(
     if !problems.is_empty() && outcome == StepOutcome::Ok {
         outcome = StepOutcome::Failed(snippet(&problems.join("; "), 300));
     }
-    st.update(&step.name, |r| r.files = copied);
+    st.update(&step.name, |r| {
+        r.files = copied;
+        r.truncated = truncated;
+    });
     finish(ctx, st, step, t, outcome, code, out, err, None);
 }
 

@@ -451,6 +451,7 @@ fn complete(
     prep: &Prepared,
     result: Result<ExecOutput, AgentError>,
 ) {
+    let truncated = result.as_ref().is_ok_and(|o| o.truncated);
     let (outcome, code, out, err) = outcome_of(result, prep.expect_exit, prep.kind);
     let duration = match prep.kind {
         ProcKind::LockProbe | ProcKind::Mail => out
@@ -464,6 +465,9 @@ fn complete(
         session::session_ops(ctx, step, started, &out);
     }
     finish(ctx, st, step, started, outcome, code, out, err, duration);
+    if truncated {
+        st.update(&step.name, |r| r.truncated = true);
+    }
 }
 
 /// A guest process's end as a step's outcome, exit code, stdout and stderr.
@@ -581,6 +585,7 @@ mod tests {
                 exit_code: 1,
                 stdout: String::new(),
                 stderr: String::new(),
+                truncated: false,
             }),
             0,
             ProcKind::Exec,

@@ -358,3 +358,48 @@ async fn the_delay_queue_is_bounded_in_bytes_and_counts_what_it_drops() {
     let st = into_a_long_delay(fit + 3, MAX_FRAME).await;
     assert_eq!(st.ports[1].delay_overflow, 3, "{:?}", st.ports[1]);
 }
+
+/// A trace the switch could not write is not silently short: the failed writes are counted
+/// and the first is named, and the frames still go where they were sent.
+#[tokio::test]
+async fn pcapng_write_errors_are_counted_not_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sw = Switch::start(SegmentConfig {
+        name: "lan".into(),
+        ports: vec!["a".into(), "b".into()],
+        socket_dir: dir.path().to_path_buf(),
+        // Every write to it fails with ENOSPC.
+        pcap: "/dev/full".into(),
+    })
+    .await
+    .unwrap();
+    let mut a = connect(&sw, "a").await;
+    let mut b = connect(&sw, "b").await;
+    connected(&sw, 2).await;
+    let f = udp(BROADCAST, A, 1, 2, b"hello");
+    a.send(&f).await.unwrap();
+    assert_eq!(b.recv(WAIT).await.unwrap().as_deref(), Some(&f[..]));
+    let st = sw.stop().await;
+    assert_eq!(st.frames, 1);
+    assert!(st.pcap_errors >= 1, "{st:?}");
+    let said = st.pcap_error.unwrap_or_default();
+    assert!(said.contains("/dev/full"), "{said}");
+}
+
+/// The switch's own count of what it wrote is in its stats, to compare with the trace.
+#[tokio::test]
+async fn stats_count_the_frames_written_to_the_pcapng() {
+    let (_d, sw, [mut a, _b, _c]) = three_ports(["a", "b", "c"]).await;
+    for i in 0..3 {
+        a.send(&udp(BROADCAST, A, 1, i, b"x")).await.unwrap();
+    }
+    for _ in 0..200 {
+        if sw.stats().await.frames == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let st = sw.stop().await;
+    assert_eq!((st.frames, st.pcap_frames, st.pcap_errors), (3, 3, 0));
+    assert_eq!(st.pcap_error, None);
+}
