@@ -262,34 +262,13 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, background: &Background) {
                 // A session stopped by a log line whose start offset is unknown could be
                 // stopped by a line written before the workload: not run.
                 if let Some(Err(why)) = prep.stop_on_log.as_ref().map(|s| log_base(st, &s.guest, &s.file)) {
-                    finish(
-                        ctx,
-                        st,
-                        step,
-                        t,
-                        StepOutcome::Error(why),
-                        None,
-                        String::new(),
-                        String::new(),
-                        None,
-                    );
+                    not_run(ctx, st, step, t, why);
                     continue;
                 }
                 let run = match ctx.guests.spawn(g, &prep.script).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let why = format!("could not start it: {e}");
-                        finish(
-                            ctx,
-                            st,
-                            step,
-                            t,
-                            StepOutcome::Error(why),
-                            None,
-                            String::new(),
-                            String::new(),
-                            None,
-                        );
+                        not_run(ctx, st, step, t, format!("could not start it: {e}"));
                         continue;
                     }
                 };
@@ -524,6 +503,22 @@ fn last_words(o: &ExecOutput) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// End a step the harness could not run (no output, no exit status): `error`, with why.
+fn not_run(ctx: &Ctx<'_>, st: &State, step: &Step, started: f64, why: String) {
+    let (out, err) = (String::new(), String::new());
+    finish(
+        ctx,
+        st,
+        step,
+        started,
+        StepOutcome::Error(why),
+        None,
+        out,
+        err,
+        None,
+    );
+}
+
 pub(crate) fn finish(
     ctx: &Ctx<'_>,
     st: &State,
