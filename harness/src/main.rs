@@ -71,6 +71,10 @@ struct RunArgs {
     /// Run only the K-th of N slices of the selected arms, e.g. 1/2.
     #[arg(long)]
     partition: Option<faultline::suite::Partition>,
+    /// How many arms at once, each in a lab of its own: a number, or `auto` (from cores
+    /// and memory).
+    #[arg(short, long, default_value = "1")]
+    jobs: faultline::suite::Jobs,
     /// Where run folders go.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
                 arm: a.arm,
                 keep: a.keep,
                 partition: a.partition,
+                jobs: a.jobs,
                 results: a.results,
             };
             commands::run(&o, &Terminal::timed())

@@ -8,8 +8,8 @@
 //! is one failing trial, `<file>::case-file`, with the `file:line:column` error.
 //!
 //! Results go to `results/test-<time>/` like any run (run.json, junit.xml, report.html),
-//! rewritten after every arm. Arms run one at a time even when the test runner uses threads:
-//! each fills both cores under TCG.
+//! rewritten after every arm. Arms run as many at once as the test runner has threads
+//! (`--test-threads=N`, which `make test` sets), each in a lab of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -27,8 +27,6 @@ fn project_root() -> PathBuf {
 
 /// The run all trials of this process share, its folder made on the first trial that runs.
 static RUN: OnceLock<Mutex<Option<suite::Runner>>> = OnceLock::new();
-/// One arm at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 static ACCEL: OnceLock<accel::Decision> = OnceLock::new();
 
 fn main() {
@@ -112,31 +110,38 @@ fn run_trial(
     imgs: &std::collections::BTreeMap<String, images::Image>,
     cache: &Path,
 ) -> Result<(), Failed> {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let arm = case.arm(arm).expect("the trial's arm exists");
     let decision = ACCEL.get_or_init(|| suite::decide_accel(None, imgs.values().next(), &Stderr));
     let run_lock = RUN.get_or_init(|| Mutex::new(None));
-    let mut runner = run_lock.lock().unwrap_or_else(|p| p.into_inner());
-    if runner.is_none() {
-        let r = suite::Runner::create(
-            &project_root().join("results"),
-            "test-",
-            decision.accel,
-            cache.to_path_buf(),
-            "cargo test --test cases".into(),
-        )
-        .map_err(|e| format!("creating the run folder: {e}"))?;
-        *runner = Some(r);
-    }
-    let runner = runner.as_mut().expect("just made");
-    runner.add_versions(&imgs.values().collect::<Vec<_>>());
+    // The runner is held only to take a slot and to record: trials on other test threads
+    // (`--test-threads=N`) run their arms at the same time, each in a lab of its own.
+    let slot = {
+        let mut runner = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if runner.is_none() {
+            let r = suite::Runner::create(
+                &project_root().join("results"),
+                "test-",
+                decision.accel,
+                cache.to_path_buf(),
+                "cargo test --test cases".into(),
+            )
+            .map_err(|e| format!("creating the run folder: {e}"))?;
+            *runner = Some(r);
+        }
+        let runner = runner.as_mut().expect("just made");
+        runner.add_versions(&imgs.values().collect::<Vec<_>>());
+        runner.slot()
+    };
     // No signal stops a trial: SIGINT ends the test binary as it would any, and the guests
     // die with it (procs::spawn's parent-death signal).
     let never = std::future::pending::<&'static str>();
+    let name = format!("{}::{}", case.name, arm.name);
     let ran = suite::runtime()
-        .block_on(runner.arm(case, arm, imgs, false, never, &mut |l| eprintln!("  {l}")))
-        .expect("only a signal interrupts an arm, and a trial waits for none");
+        .block_on(slot.run(case, arm, imgs, false, never, &mut |l| eprintln!("  {name}: {l}")))
+        .unwrap_or_else(|_| unreachable!("only a signal interrupts an arm, and a trial waits for none"));
     let r = ran.record.clone();
+    let mut runner = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let runner = runner.as_mut().expect("made above");
     runner.record(ran).map_err(|e| e.to_string())?;
     let rd = &runner.run_dir;
     eprintln!(

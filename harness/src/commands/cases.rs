@@ -15,7 +15,7 @@ use crate::console::Console;
 use crate::exit::Exit;
 use crate::images::{self, Image};
 use crate::results::ArmRecord;
-use crate::suite::{self, Interrupted, Partition, Runner};
+use crate::suite::{self, Interrupted, Jobs, Partition, Runner, Turn};
 use crate::{hosttools, run};
 
 /// Load the named cases; a bad one is its `file:line:column: message`.
@@ -56,6 +56,8 @@ pub struct RunOptions {
     /// Keep the last arm's lab up afterwards for `faultline shell` (until SIGINT/SIGTERM).
     pub keep: bool,
     pub partition: Option<Partition>,
+    /// How many arms at once, each in a lab of its own.
+    pub jobs: Jobs,
     /// Where run folders go.
     pub results: PathBuf,
 }
@@ -93,25 +95,49 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
     })?;
     runner.add_versions(&distinct(&arm_images));
     console.note(&format!("results: {}", runner.run_dir.dir.display()));
-    let rt = suite::runtime();
     let total = chosen.len();
+    let turns: Vec<Turn> = chosen
+        .iter()
+        .zip(&arm_images)
+        .map(|((ci, arm), images)| Turn {
+            case: &cases[*ci],
+            arm: cases[*ci].arm(arm).expect("selected arms exist"),
+            images,
+        })
+        .collect();
+    // A kept lab must live on this thread (its guests die with the thread that started
+    // them), so with --keep the last arm runs here after the others.
+    let (parallel, last) = match turns.split_last() {
+        Some((last, rest)) if o.keep => (rest, Some(last)),
+        _ => (&turns[..], None),
+    };
+    let jobs = o.jobs.here().min(parallel.len()).max(1);
+    if parallel.len() > 1 {
+        console.note(&format!("{jobs} arm(s) at once"));
+    }
+    let interrupted = |signal: &str, runner: &Runner| {
+        console.note(&format!(
+            "\ninterrupted by {signal}: partial results in {}",
+            runner.run_dir.dir.display()
+        ));
+        Ok(Exit::Broken)
+    };
+    let say = |i: usize, l: &str| console.progress(&format!("[{}/{total}] {l}", i + 1));
+    let stopped = runner.run_parallel(parallel, jobs, &say, &mut |_, record| {
+        console.done(&outcome(record))
+    })?;
+    if let Some(signal) = stopped {
+        return interrupted(signal, &runner);
+    }
+    let rt = suite::runtime();
     let mut kept = None;
-    for (n, ((ci, arm_name), images)) in chosen.iter().zip(&arm_images).enumerate() {
-        let case = &cases[*ci];
-        let arm = case.arm(arm_name).expect("selected arms exist");
-        let turn = format!("[{}/{total}]", n + 1);
-        console.progress(&format!("{turn} {}::{}", case.name, arm.name));
-        let keep = o.keep && n + 1 == total;
-        let mut say = |l: &str| console.progress(&format!("{turn} {l}"));
-        let ran = match rt.block_on(runner.arm(case, arm, images, keep, suite::stop_signal(), &mut say)) {
+    if let Some(t) = last {
+        let mut say = |l: &str| console.progress(&format!("[{total}/{total}] {l}"));
+        say(&format!("{}::{}", t.case.name, t.arm.name));
+        let stop = suite::stop_signal();
+        let ran = match rt.block_on(runner.arm(t.case, t.arm, t.images, true, stop, &mut say)) {
             Ok(r) => r,
-            Err(Interrupted(signal)) => {
-                console.note(&format!(
-                    "\ninterrupted by {signal}: partial results in {}",
-                    runner.run_dir.dir.display()
-                ));
-                return Ok(Exit::Broken);
-            }
+            Err(Interrupted(signal)) => return interrupted(signal, &runner),
         };
         console.done(&outcome(&ran.record));
         kept = runner.record(ran)?;

@@ -4,18 +4,23 @@
 //!
 //! - `select.rs` — case files from names and folders, `--arm` and `--partition K/N`.
 //! - `run_dir.rs` — the run folder (`RunDir`), the versions that ran, re-run commands.
-//! - `runner.rs` — `Runner`: one arm at a time into one run folder, interrupted by a signal
-//!   or not, counted for the exit code; a kept lab served to `faultline shell`.
+//! - `runner.rs` — `Runner`: arms into one run folder, one at a time or several at once
+//!   (each on a thread of its own with its own lab), interrupted by a signal or not, counted
+//!   for the exit code; a kept lab served to `faultline shell`.
+//! - `jobs.rs` — `--jobs N | auto`: how many arms at once, `auto` from cores and memory.
 //!
 //! Architecture invariant: nothing here prints. Progress and results go to a
 //! [`crate::console::Console`] or a `say` callback the caller chose.
 
+mod jobs;
 mod run_dir;
 mod runner;
 mod select;
 
+pub use jobs::Jobs;
 pub use run_dir::{rerun_command, rerun_selection, versions, RunDir};
 pub use runner::{
-    decide_accel, runtime, serve_kept, stop_signal, vms_required, vms_required_here, Interrupted, Runner,
+    decide_accel, runtime, serve_kept, stop_signal, vms_required, vms_required_here, ArmSlot, Interrupted,
+    Runner, Stopped, Turn,
 };
 pub use select::{case_files, load_cases, select, Partition, CASES_DIR};

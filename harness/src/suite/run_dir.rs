@@ -102,6 +102,19 @@ impl RunDir {
         self.record.arms.push(arm);
         self.record.write(&self.dir)
     }
+
+    /// List the arms named in `order` in that order (arms ended in parallel are recorded as
+    /// they end), after any others, and rewrite the files.
+    pub fn order_by(&mut self, order: &[(&str, &str)]) -> std::io::Result<()> {
+        let rank = |a: &ArmRecord| {
+            order
+                .iter()
+                .position(|(c, n)| a.case == *c && a.arm == *n)
+                .map_or((0, 0), |p| (1, p))
+        };
+        self.record.arms.sort_by_key(rank);
+        self.record.write(&self.dir)
+    }
 }
 
 #[cfg(test)]

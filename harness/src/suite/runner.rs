@@ -13,7 +13,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 
 use crate::accel::{self, Accel, Decision};
 use crate::case::{Arm, Case};
@@ -77,6 +80,64 @@ pub async fn stop_signal() -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interrupted(pub &'static str);
 
+/// One arm of a parallel run: its case, the arm and the images its guests run.
+#[derive(Clone, Copy)]
+pub struct Turn<'a> {
+    pub case: &'a Case,
+    pub arm: &'a Arm,
+    pub images: &'a BTreeMap<String, Image>,
+}
+
+/// An arm a signal stopped: the signal and the arm's record saying so.
+pub struct Stopped {
+    pub signal: &'static str,
+    pub record: ArmRecord,
+}
+
+/// What crosses from a worker thread: an arm's lab stays (and dies) on the thread that
+/// started it.
+struct Ended {
+    record: ArmRecord,
+    lab_broke: bool,
+}
+
+/// What an arm needs to run apart from the runner: the run's environment and folder.
+#[derive(Clone)]
+pub struct ArmSlot {
+    env: run::Env,
+    dir: PathBuf,
+}
+
+impl ArmSlot {
+    /// Run one arm until its verdict or until `stop` returns a signal's name (then the
+    /// record that says the arm was interrupted, for the runner to keep).
+    pub async fn run(
+        &self,
+        case: &Case,
+        arm: &Arm,
+        images: &BTreeMap<String, Image>,
+        keep: bool,
+        stop: impl Future<Output = &'static str>,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<ArmRun, Stopped> {
+        let env = run::Env {
+            keep,
+            ..self.env.clone()
+        };
+        let rerun = rerun_command(case, Some(&arm.name), env.accel);
+        tokio::select! {
+            r = run::run_arm(&env, case, arm, images, &self.dir, rerun.clone(), say) => Ok(r),
+            signal = stop => Err(Stopped {
+                signal,
+                record: ArmRecord {
+                    explanation: format!("interrupted by {signal} before the arm finished"),
+                    ..run::unfinished(case, arm, rerun)
+                },
+            }),
+        }
+    }
+}
+
 /// A run under way: its folder, what every arm shares, and the counts for the exit code.
 pub struct Runner {
     env: run::Env,
@@ -119,6 +180,15 @@ impl Runner {
         self.run_dir.record.versions = v;
     }
 
+    /// What an arm needs to run without holding the runner: for arms run on other threads
+    /// while the runner records the ones that ended.
+    pub fn slot(&self) -> ArmSlot {
+        ArmSlot {
+            env: self.env.clone(),
+            dir: self.run_dir.dir.clone(),
+        }
+    }
+
     /// Run one arm until its verdict or until `stop` returns a signal's name. `keep` keeps
     /// its lab up afterwards (in [`ArmRun::kept`]). An arm that ran is recorded by
     /// [`Runner::record`]; an interrupted one is recorded here.
@@ -131,25 +201,112 @@ impl Runner {
         stop: impl Future<Output = &'static str>,
         say: &mut dyn FnMut(&str),
     ) -> Result<ArmRun, Interrupted> {
-        let env = run::Env {
-            keep,
-            ..self.env.clone()
-        };
-        let rerun = rerun_command(case, Some(&arm.name), self.env.accel);
-        let ended = tokio::select! {
-            r = run::run_arm(&env, case, arm, images, &self.run_dir.dir, rerun.clone(), say) => Ok(r),
-            s = stop => Err(s),
-        };
-        match ended {
+        match self.slot().run(case, arm, images, keep, stop, say).await {
             Ok(r) => Ok(r),
-            Err(signal) => {
-                let record = ArmRecord {
-                    explanation: format!("interrupted by {signal} before the arm finished"),
-                    ..run::unfinished(case, arm, rerun)
-                };
-                let _ = self.run_dir.add(record);
+            Err(stopped) => {
+                let signal = stopped.signal;
+                self.record_interrupted(stopped);
                 Err(Interrupted(signal))
             }
+        }
+    }
+
+    /// Record an arm a signal stopped (best effort: the run is ending).
+    pub fn record_interrupted(&mut self, stopped: Stopped) {
+        let _ = self.run_dir.add(stopped.record);
+    }
+
+    /// Run `turns` with up to `jobs` arms at once, each on a thread of its own with its own
+    /// runtime and lab (own sockets, overlays and switch), and record each as it ends;
+    /// `say` hears an arm's progress (with its index in `turns`) from its thread, `done`
+    /// each recorded arm on this thread. SIGINT or SIGTERM stops the arms under way (each
+    /// recorded as interrupted) and starts no more: the signal's name is returned. The run's
+    /// files list the arms in `turns` order whatever order they ended in.
+    pub fn run_parallel(
+        &mut self,
+        turns: &[Turn<'_>],
+        jobs: usize,
+        say: &(dyn Fn(usize, &str) + Sync),
+        done: &mut dyn FnMut(usize, &ArmRecord),
+    ) -> Result<Option<&'static str>, CommandError> {
+        let jobs = jobs.clamp(1, turns.len().max(1));
+        let next = AtomicUsize::new(0);
+        let (stop_tx, stop_rx) = watch::channel::<Option<&'static str>>(None);
+        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Result<Ended, Stopped>)>();
+        let slot = self.slot();
+        let mut interrupted = None;
+        let mut failed = None;
+        std::thread::scope(|s| {
+            for w in 0..jobs {
+                let (tx, stop_rx, next, slot) = (tx.clone(), stop_rx.clone(), &next, &slot);
+                let worker = move || {
+                    // The guests' parent-death signal is tied to this thread, which lives
+                    // until its last arm's lab is gone.
+                    let rt = runtime();
+                    loop {
+                        if stop_rx.borrow().is_some() {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(t) = turns.get(i) else { break };
+                        let mut stop = stop_rx.clone();
+                        let stopped = async move {
+                            match stop.wait_for(Option::is_some).await {
+                                Ok(s) => s.unwrap_or("SIGTERM"),
+                                Err(_) => std::future::pending().await,
+                            }
+                        };
+                        say(i, &format!("{}::{}", t.case.name, t.arm.name));
+                        let mut line = |l: &str| say(i, l);
+                        let ended = rt
+                            .block_on(slot.run(t.case, t.arm, t.images, false, stopped, &mut line))
+                            .map(|r| Ended {
+                                record: r.record,
+                                lab_broke: r.lab_broke,
+                            });
+                        if tx.send((i, ended)).is_err() {
+                            break;
+                        }
+                    }
+                };
+                std::thread::Builder::new()
+                    .name(format!("arm-worker-{w}"))
+                    .spawn_scoped(s, worker)
+                    .expect("spawning an arm worker thread");
+            }
+            drop(tx);
+            runtime().block_on(async {
+                let mut signal = std::pin::pin!(stop_signal());
+                loop {
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            None => break,
+                            Some((i, Ok(ended))) => {
+                                let record = ended.record.clone();
+                                let ran = ArmRun { record: ended.record, lab_broke: ended.lab_broke, kept: None };
+                                if let Err(e) = self.record(ran) {
+                                    failed.get_or_insert(e);
+                                }
+                                done(i, &record);
+                            }
+                            Some((_, Err(stopped))) => self.record_interrupted(stopped),
+                        },
+                        s = &mut signal, if interrupted.is_none() => {
+                            interrupted = Some(s);
+                            let _ = stop_tx.send(Some(s));
+                        }
+                    }
+                }
+            });
+        });
+        let keys: Vec<(&str, &str)> = turns
+            .iter()
+            .map(|t| (t.case.name.as_str(), t.arm.name.as_str()))
+            .collect();
+        self.run_dir.order_by(&keys).map_err(|e| self.write_error(e))?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(interrupted),
         }
     }
 
@@ -157,10 +314,12 @@ impl Runner {
     pub fn record(&mut self, ran: ArmRun) -> Result<Option<Lab>, CommandError> {
         self.unmet += usize::from(!ran.record.met);
         self.broke |= ran.lab_broke;
-        self.run_dir
-            .add(ran.record)
-            .map_err(|e| CommandError::Broken(format!("writing {}: {e}", self.run_dir.dir.display())))?;
+        self.run_dir.add(ran.record).map_err(|e| self.write_error(e))?;
         Ok(ran.kept)
+    }
+
+    fn write_error(&self, e: std::io::Error) -> CommandError {
+        CommandError::Broken(format!("writing {}: {e}", self.run_dir.dir.display()))
     }
 
     /// The run's exit code so far.

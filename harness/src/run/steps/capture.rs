@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::case::Step;
 use crate::run::context::{Ctx, State};
 use crate::run::record::{snippet, StepOutcome};
-use crate::run::steps::{begin, finish, outcome_of, ProcKind};
+use crate::run::steps::{begin, finish, outcome_of, ProcKind, StepEnd};
 
 /// Run a capture step on `guest`: its command (if any), then the copies.
 pub(super) async fn run(
@@ -59,7 +59,14 @@ pub(super) async fn run(
         r.files = copied;
         r.truncated = truncated;
     });
-    finish(ctx, st, step, t, outcome, code, out, err, None);
+    let end = StepEnd {
+        outcome,
+        exit_code: code,
+        output: out,
+        stderr: err,
+        duration: None,
+    };
+    finish(ctx, st, step, t, end);
 }
 
 /// The most bytes a capture step copies of one guest file: the guest controls what is there.

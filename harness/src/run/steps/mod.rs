@@ -206,17 +206,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, background: &Background) {
             StepKind::Wait { duration } => {
                 let t = begin(ctx, st, step, format!("wait {duration:?}"));
                 tokio::time::sleep(*duration).await;
-                finish(
-                    ctx,
-                    st,
-                    step,
-                    t,
-                    StepOutcome::Ok,
-                    None,
-                    String::new(),
-                    String::new(),
-                    None,
-                );
+                finish(ctx, st, step, t, StepEnd::default());
             }
             StepKind::WaitForLog {
                 file,
@@ -245,7 +235,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, st: &State, background: &Background) {
                         String::new(),
                     ),
                 };
-                finish(ctx, st, step, t, outcome, None, out, String::new(), None);
+                let end = StepEnd {
+                    outcome,
+                    output: out,
+                    ..StepEnd::default()
+                };
+                finish(ctx, st, step, t, end);
             }
             StepKind::Capture {
                 command,
@@ -443,7 +438,14 @@ fn complete(
     if prep.kind == ProcKind::Mail {
         session::session_ops(ctx, step, started, &out);
     }
-    finish(ctx, st, step, started, outcome, code, out, err, duration);
+    let end = StepEnd {
+        outcome,
+        exit_code: code,
+        output: out,
+        stderr: err,
+        duration,
+    };
+    finish(ctx, st, step, started, end);
     if truncated {
         st.update(&step.name, |r| r.truncated = true);
     }
@@ -502,34 +504,46 @@ fn last_words(o: &ExecOutput) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// End a step the harness could not run (no output, no exit status): `error`, with why.
 fn not_run(ctx: &Ctx<'_>, st: &State, step: &Step, started: f64, why: String) {
-    let (out, err) = (String::new(), String::new());
-    finish(
-        ctx,
-        st,
-        step,
-        started,
-        StepOutcome::Error(why),
-        None,
-        out,
-        err,
-        None,
-    );
+    let end = StepEnd {
+        outcome: StepOutcome::Error(why),
+        ..StepEnd::default()
+    };
+    finish(ctx, st, step, started, end);
 }
 
-pub(crate) fn finish(
-    ctx: &Ctx<'_>,
-    st: &State,
-    step: &Step,
-    started: f64,
-    outcome: StepOutcome,
-    exit_code: Option<i64>,
-    output: String,
-    stderr: String,
-    duration: Option<f64>,
-) {
+/// How a step ended: what `finish` records beside the time.
+pub(crate) struct StepEnd {
+    pub outcome: StepOutcome,
+    pub exit_code: Option<i64>,
+    pub output: String,
+    pub stderr: String,
+    /// The step's own measure of its duration, when it has one (else end − start).
+    pub duration: Option<f64>,
+}
+
+impl Default for StepEnd {
+    /// Ended well, with nothing to say.
+    fn default() -> StepEnd {
+        StepEnd {
+            outcome: StepOutcome::Ok,
+            exit_code: None,
+            output: String::new(),
+            stderr: String::new(),
+            duration: None,
+        }
+    }
+}
+
+pub(crate) fn finish(ctx: &Ctx<'_>, st: &State, step: &Step, started: f64, end: StepEnd) {
+    let StepEnd {
+        outcome,
+        exit_code,
+        output,
+        stderr,
+        duration,
+    } = end;
     let ok = outcome == StepOutcome::Ok;
     let detail = match &outcome {
         StepOutcome::Ok => None,
