@@ -268,6 +268,25 @@ fn a_bad_partition_is_a_usage_error() {
 }
 
 #[test]
+fn a_bad_number_of_jobs_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    for jobs in ["0", "many"] {
+        let out = faultline(
+            &["run", "--jobs", jobs, "--results", results.to_str().unwrap()],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{jobs}: {err}");
+        assert!(
+            err.contains("is not a number of arms (1 or more) or `auto`"),
+            "{jobs}: {err}"
+        );
+    }
+    assert!(!results.exists());
+}
+
+#[test]
 fn a_run_without_qemu_exits_3_naming_its_package_before_any_image_or_folder() {
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();

@@ -95,6 +95,16 @@ fn main() {
             })
             .map(|_| Box::new(two_harnesses_side_by_side) as _),
     );
+    add(
+        "run::parallel_arms_stopped_by_sigterm_are_recorded_and_leave_nothing",
+        lab.clone()
+            .and_then(|l| {
+                hosttools::require(&[hosttools::NBDKIT])
+                    .map(|()| l)
+                    .map_err(|e| e.to_string())
+            })
+            .map(|_| Box::new(parallel_arms_stopped) as _),
+    );
     let lab_trials: [(&str, LabBody); 2] = [
         ("lab::three_guests_ping_by_name", lab_ping),
         ("lab::rule_drops_granted_msg", lab_granted_msg_dropped),
@@ -729,6 +739,112 @@ fn side_by_side(harnesses: &mut Vec<Harness>) -> Result<(), String> {
         return Err(format!("processes outlived the second harness: {left:?}"));
     }
     eprintln!("both arms met their expectations side by side; each SIGKILL left nothing of its harness");
+    Ok(())
+}
+
+/// `faultline run --jobs 3` of four arms, SIGTERMed once three labs are up: the run ends
+/// with exit 3 within its deadline, the arms under way are recorded as interrupted by
+/// SIGTERM (the fourth never started and is not recorded), and no QEMU or nbdkit of the run
+/// is left.
+fn parallel_arms_stopped() -> Result<(), Failed> {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let root = project_root();
+    let results = tempfile::Builder::new()
+        .prefix("faultline-jobs-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let dir = results.path().display().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("run")
+        .arg(root.join("cases/smoke.toml"))
+        .arg(root.join("cases/shelf-error.toml"))
+        .args(["--jobs", "3", "--recipes"])
+        .arg(root.join("images"))
+        .arg("--results")
+        .arg(results.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, up) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("  | {line}");
+            if line.contains(": lab ready in ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let stopped = (|| {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        for n in 0..3 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            up.recv_timeout(left)
+                .map_err(|_| format!("only {n} of 3 labs came up within 600 s"))?;
+        }
+        let running = counted(&dir, &["qemu-system", "nbdkit"]);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                return Err("still running 60 s after SIGTERM".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Ok::<_, String>((running, status))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (running, status) = stopped?;
+    if running.iter().map(|(_, n)| n).sum::<usize>() < 8 {
+        return Err(
+            format!("expected three labs (8 QEMU and nbdkit processes or more), saw {running:?}").into(),
+        );
+    }
+    if status.code() != Some(3) {
+        return Err(format!("exit {status} after SIGTERM, expected 3").into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = processes_mentioning(&dir);
+    if !left.is_empty() {
+        return Err(format!("processes outlived the run: {left:?}").into());
+    }
+    let path = results.path().join("latest/run.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let run: faultline::results::RunRecord =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let interrupted = run
+        .arms
+        .iter()
+        .filter(|a| a.explanation == "interrupted by SIGTERM before the arm finished")
+        .count();
+    if interrupted == 0 || run.arms.len() > 4 {
+        return Err(format!(
+            "run.json: {} arms, {interrupted} interrupted by SIGTERM: {:?}",
+            run.arms.len(),
+            run.arms
+                .iter()
+                .map(|a| format!("{}::{} {}", a.case, a.arm, a.explanation))
+                .collect::<Vec<_>>()
+        )
+        .into());
+    }
+    eprintln!(
+        "{running:?} before SIGTERM; exit 3; {interrupted} arm(s) recorded as interrupted, {} in all; nothing left",
+        run.arms.len()
+    );
     Ok(())
 }
 

@@ -144,4 +144,21 @@ mod tests {
             format!("faultline run {} --arm baseline --accel tcg", file.display())
         );
     }
+
+    #[test]
+    fn arms_that_ended_out_of_order_are_listed_in_selection_order() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/smoke.toml");
+        let case = crate::case::load(&file).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut rd = RunDir::create(dir.path(), "t-", Accel::Tcg, "x".into()).unwrap();
+        for arm in ["broken", "baseline"] {
+            let arm = case.arm(arm).unwrap();
+            rd.add(crate::run::unfinished(&case, arm, "r".into())).unwrap();
+        }
+        rd.order_by(&[("smoke", "baseline"), ("smoke", "broken")])
+            .unwrap();
+        let on_disk = RunRecord::load(&rd.dir).unwrap();
+        let arms: Vec<&str> = on_disk.arms.iter().map(|a| a.arm.as_str()).collect();
+        assert_eq!(arms, ["baseline", "broken"]);
+    }
 }
