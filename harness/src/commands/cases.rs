@@ -90,6 +90,8 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
     let probe = arm_images.first().and_then(|m| m.values().next());
     let decision = suite::decide_accel(o.common.accel, probe, console);
     let rerun = suite::rerun_selection(&o.cases, o.arm.as_deref(), o.partition, decision.accel);
+    // Read before the new run folder becomes `latest`.
+    let last_time = previous_durations(&o.results);
     let mut runner = Runner::create(&o.results, "", decision.accel, cache.clone(), rerun).map_err(|e| {
         CommandError::Broken(format!("creating the run folder in {}: {e}", o.results.display()))
     })?;
@@ -103,6 +105,7 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
             case: &cases[*ci],
             arm: cases[*ci].arm(arm).expect("selected arms exist"),
             images,
+            expected_s: last_time.get(&(cases[*ci].name.clone(), arm.clone())).copied(),
         })
         .collect();
     // A kept lab must live on this thread (its guests die with the thread that started
@@ -156,6 +159,19 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
         ));
     }
     Ok(runner.exit())
+}
+
+/// How long each case::arm took in the newest run in `results` (none when there is none):
+/// arms at once start longest first.
+fn previous_durations(results: &Path) -> BTreeMap<(String, String), f64> {
+    let Ok(last) = crate::results::RunRecord::load(&results.join("latest")) else {
+        return BTreeMap::new();
+    };
+    last.arms
+        .into_iter()
+        .filter(|a| a.duration_s > 0.0)
+        .map(|a| ((a.case, a.arm), a.duration_s))
+        .collect()
 }
 
 /// Every image the arms use, once (by recipe hash).

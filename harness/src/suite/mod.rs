@@ -20,7 +20,7 @@ mod select;
 pub use jobs::Jobs;
 pub use run_dir::{rerun_command, rerun_selection, versions, RunDir};
 pub use runner::{
-    decide_accel, runtime, serve_kept, stop_signal, vms_required, vms_required_here, ArmSlot, Interrupted,
-    Runner, Stopped, Turn,
+    decide_accel, runtime, serve_kept, start_order, stop_signal, vms_required, vms_required_here, ArmSlot,
+    Interrupted, Runner, Stopped, Turn,
 };
 pub use select::{case_files, load_cases, select, Partition, CASES_DIR};

@@ -86,6 +86,18 @@ pub struct Turn<'a> {
     pub case: &'a Case,
     pub arm: &'a Arm,
     pub images: &'a BTreeMap<String, Image>,
+    /// How long the arm took last time, if known: the longest start first, so a long arm
+    /// does not start last and run alone at the end.
+    pub expected_s: Option<f64>,
+}
+
+/// The order arms start in: longest expected first, unknown ones (which may be long) before
+/// all, ties in selection order.
+pub fn start_order(turns: &[Turn<'_>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..turns.len()).collect();
+    let key = |i: &usize| turns[*i].expected_s.unwrap_or(f64::INFINITY);
+    order.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    order
 }
 
 /// An arm a signal stopped: the signal and the arm's record saying so.
@@ -230,6 +242,7 @@ impl Runner {
         done: &mut dyn FnMut(usize, &ArmRecord),
     ) -> Result<Option<&'static str>, CommandError> {
         let jobs = jobs.clamp(1, turns.len().max(1));
+        let order = start_order(turns);
         let next = AtomicUsize::new(0);
         let (stop_tx, stop_rx) = watch::channel::<Option<&'static str>>(None);
         let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Result<Ended, Stopped>)>();
@@ -238,7 +251,7 @@ impl Runner {
         let mut failed = None;
         std::thread::scope(|s| {
             for w in 0..jobs {
-                let (tx, stop_rx, next, slot) = (tx.clone(), stop_rx.clone(), &next, &slot);
+                let (tx, stop_rx, next, slot, order) = (tx.clone(), stop_rx.clone(), &next, &slot, &order);
                 let worker = move || {
                     // The guests' parent-death signal is tied to this thread, which lives
                     // until its last arm's lab is gone.
@@ -247,8 +260,10 @@ impl Runner {
                         if stop_rx.borrow().is_some() {
                             break;
                         }
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(t) = turns.get(i) else { break };
+                        let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        let t = &turns[i];
                         let mut stop = stop_rx.clone();
                         let stopped = async move {
                             match stop.wait_for(Option::is_some).await {
@@ -370,6 +385,27 @@ mod tests {
         assert_eq!(r.exit(), Exit::Failed);
         r.broke = true;
         assert_eq!(r.exit(), Exit::Broken);
+    }
+
+    #[test]
+    fn the_longest_arms_start_first_and_unknown_ones_before_them() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/smoke.toml");
+        let case = crate::case::load(&file).unwrap();
+        let images = BTreeMap::new();
+        let turn = |expected_s| Turn {
+            case: &case,
+            arm: &case.arms[0],
+            images: &images,
+            expected_s,
+        };
+        let turns = [
+            turn(Some(10.0)),
+            turn(Some(90.0)),
+            turn(None),
+            turn(Some(10.0)),
+            turn(Some(40.0)),
+        ];
+        assert_eq!(start_order(&turns), [2, 1, 4, 0, 3]);
     }
 
     #[test]
