@@ -3,6 +3,8 @@
 
 CARGO     ?= cargo
 FAULTLINE := target/debug/faultline
+# Arms at once for `run` and `test` (a number or auto: a core and one more, as memory allows).
+JOBS      ?= auto
 # Debian packages the harness runs on the host.
 HOST_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs tshark nbdkit
 
@@ -47,7 +49,7 @@ check: images
 # The main job: every arm of every case in cases/, results in results/<run-id>/ (report.html,
 # run.json, junit.xml, traces, logs, evidence); results/latest points at the newest run.
 run: images
-	$(FAULTLINE) run --recipes images
+	$(FAULTLINE) run --recipes images --jobs $(JOBS)
 
 # Performance figures side by side in one run: guest start cold vs saved state, iperf3
 # through the switch vs QEMU's own socket link, switch frames/s with pcap on.
@@ -55,13 +57,13 @@ bench: images
 	$(CARGO) build --release --workspace
 	target/release/faultline bench --recipes images
 
-# Unit tests, every VM test and every scenario arm, through cargo test. VM trials and arms run
-# one at a time: each already fills both cores under TCG, and parallel guests only stretch
-# every deadline.
+# Unit tests, every VM test and every scenario arm, through cargo test. VM trials run one at a
+# time (some time a guest's reaction, and two of them already run several labs); scenario arms
+# run $(JOBS) at once, each in its own lab: most of an arm is guests waiting on timers.
 test: images
 	$(CARGO) test --workspace --lib --bins --test cli
 	$(CARGO) test --workspace --test vm -- --test-threads=1
-	$(CARGO) test --workspace --test cases -- --test-threads=1
+	FAULTLINE_JOBS=$(JOBS) $(CARGO) test --workspace --test cases
 
 clean:
 	$(CARGO) clean

@@ -9,7 +9,8 @@
 //!
 //! Results go to `results/test-<time>/` like any run (run.json, junit.xml, report.html),
 //! rewritten after every arm. Arms run as many at once as the test runner has threads
-//! (`--test-threads=N`, which `make test` sets), each in a lab of its own.
+//! (`--test-threads=N`, else `FAULTLINE_JOBS` as `--jobs` takes it, which `make test` sets,
+//! else one), each in a lab of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -30,8 +31,22 @@ static RUN: OnceLock<Mutex<Option<suite::Runner>>> = OnceLock::new();
 static ACCEL: OnceLock<accel::Decision> = OnceLock::new();
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
     let listing = args.list;
+    // Arms at once: `--test-threads` when given, else FAULTLINE_JOBS (a number or `auto`),
+    // else one (libtest's default, a thread per core, is not a choice anyone made).
+    if args.test_threads.is_none() {
+        args.test_threads = Some(match std::env::var("FAULTLINE_JOBS") {
+            Ok(j) => match j.parse::<suite::Jobs>() {
+                Ok(jobs) => jobs.here(),
+                Err(e) => {
+                    eprintln!("error: FAULTLINE_JOBS: {e}");
+                    std::process::exit(2);
+                }
+            },
+            Err(_) => 1,
+        });
+    }
     let root = project_root();
     let cache = images::cache::default_root();
     let mut trials = Vec::new();
