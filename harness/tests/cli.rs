@@ -356,3 +356,6 @@ fn list_prints_every_arm_with_its_expectation_on_stdout_only() {
         assert!(line.starts_with(&head), "{line}");
     }
 }
+
+#[path = "cli/merge.rs"]
+mod merge;
