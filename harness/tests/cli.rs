@@ -359,3 +359,6 @@ fn list_prints_every_arm_with_its_expectation_on_stdout_only() {
 
 #[path = "cli/merge.rs"]
 mod merge;
+
+#[path = "cli/host_deps.rs"]
+mod host_deps;
