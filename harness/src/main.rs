@@ -44,6 +44,21 @@ enum Cmd {
     },
     /// Run commands in a guest of a lab kept by `faultline run --keep`.
     Shell(ShellArgs),
+    /// Make one run folder of several (shards of `run --partition`, or reruns).
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The run folders to merge.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// The merged run folder (must not exist, or be empty).
+    #[arg(long, conflicts_with = "results")]
+    out: Option<PathBuf>,
+    /// Otherwise a new merged-<time> folder here (and `latest` pointed at it).
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -187,6 +202,14 @@ fn main() -> ExitCode {
             commands::run(&o, &Terminal::timed())
         }
         Cmd::Report { run_dir } => commands::report(&run_dir, &plain),
+        Cmd::Merge(a) => {
+            let o = commands::MergeOptions {
+                dirs: a.dirs,
+                out: a.out,
+                results: a.results,
+            };
+            commands::merge(&o, &plain)
+        }
         Cmd::Shell(a) => {
             let o = commands::ShellOptions {
                 guest: a.guest,

@@ -375,3 +375,9 @@ fn list_prints_every_arm_with_its_expectation_on_stdout_only() {
         assert!(line.starts_with(&head), "{line}");
     }
 }
+
+#[path = "cli/merge.rs"]
+mod merge;
+
+#[path = "cli/host_deps.rs"]
+mod host_deps;

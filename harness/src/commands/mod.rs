@@ -5,6 +5,7 @@
 //! - `images.rs` — `images build | check | list`.
 //! - `lab.rs` — `lab` and `bench`: the two images, a lab from saved state.
 //! - `shell.rs` — `shell`: the client of a kept lab's `shell.sock`.
+//! - `merge.rs` — `merge`: the run folders of shards or reruns made one run folder.
 //! - `report` (here) — `report.html` and `junit.xml` of a run folder made again.
 //!
 //! Architecture invariant: a command returns the [`Exit`] it ended with or the
@@ -14,6 +15,7 @@
 mod cases;
 mod images;
 mod lab;
+mod merge;
 mod shell;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use crate::exit::Exit;
 pub use cases::{list, run, RunOptions};
 pub use images::{build_images, check_images, list_images};
 pub use lab::{bench, lab, LabOptions};
+pub use merge::{merge, MergeOptions};
 pub use shell::{shell, ShellOptions};
 
 /// Where images come from and which accelerator runs them: shared by every command.

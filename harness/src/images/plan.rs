@@ -169,6 +169,9 @@ pub struct BuildPaths {
     pub stage: PathBuf,
 }
 
+/// Debian's archive keyring (package debian-archive-keyring, on Debian and Ubuntu alike).
+pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
 /// mmdebstrap's arguments (without the program name) for `recipe`.
 pub fn mmdebstrap_args(recipe: &Recipe, mode: Mode, paths: &BuildPaths) -> Vec<String> {
     let mut a = vec![
@@ -176,6 +179,11 @@ pub fn mmdebstrap_args(recipe: &Recipe, mode: Mode, paths: &BuildPaths) -> Vec<S
         format!("--mode={}", mode.as_str()),
         "--format=null".to_string(),
         "--aptopt=Acquire::Retries \"3\"".to_string(),
+        // Debian's archive keys by path: mmdebstrap adds no `signed-by` to the `deb …` lines
+        // a recipe gives, and an Ubuntu host's apt trusts only Ubuntu's keys (Ubuntu's
+        // debian-archive-keyring ships this file but not into trusted.gpg.d). On a Debian
+        // host it is the keys apt trusts anyway. Verification only: not in the cache key.
+        format!("--keyring={DEBIAN_KEYRING}"),
         // The tree is thrown away if the build fails; dpkg's fsyncs only cost time.
         "--dpkgopt=force-unsafe-io".to_string(),
         // Guests never read documentation; leaving it out makes every image smaller.

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 
 use super::escape::html as esc;
+use super::merge::MergeRecord;
 use super::{ArmRecord, Event, EventKind, RunRecord};
 use crate::case::Verdict;
 
@@ -50,6 +51,8 @@ dl.facts dt{font-weight:600}dl.facts dd{margin:0}
 .explanation{font-size:1.02em;margin:.5rem 0}
 .finding{border-left:4px solid #e8590c;background:#fff4e6;padding:.4rem .8rem;margin:.6rem 0}
 .finding strong{display:block;color:#d9480f}
+.notice{border-left:4px solid #c92a2a;background:#fff5f5;padding:.4rem .8rem;margin:.6rem 0}
+.notice strong{display:block;color:#c92a2a}
 svg.tl{width:100%;height:auto;font:10px system-ui,sans-serif;border:1px solid #e4e4e4}
 .tl .lane{fill:#fafafa;stroke:#eee}.tl .name{fill:#333}
 .tl .grid{stroke:#eee}.tl .axis{stroke:#888}.tl .tick{fill:#555}
@@ -87,6 +90,9 @@ fn header(out: &mut String, run: &RunRecord) {
         if met == run.arms.len() { "muted" } else { "no" },
         run.arms.len() - met,
     ));
+    if let Some(m) = &run.merged {
+        merged(out, m);
+    }
     if run.versions.is_empty() {
         out.push_str("<p class=\"muted\">No versions recorded.</p>\n");
     } else {
@@ -104,6 +110,48 @@ fn header(out: &mut String, run: &RunRecord) {
         "<p>Run these arms again:</p>\n<pre><code>{}</code></pre>\n</header>\n",
         esc(&run.rerun)
     ));
+}
+
+/// Where a merged run's arms came from, and (in a notice that cannot be missed) its
+/// duplicates and version mismatches.
+fn merged(out: &mut String, m: &MergeRecord) {
+    let notices = m.notices();
+    if !notices.is_empty() {
+        out.push_str(&format!(
+            "<div class=\"notice\"><strong>The merged runs do not agree: {} duplicate arm{}, {} \
+             version mismatch{}</strong>\n<ul>\n",
+            m.duplicates.len(),
+            if m.duplicates.len() == 1 { "" } else { "s" },
+            m.mismatches.len(),
+            if m.mismatches.len() == 1 { "" } else { "es" },
+        ));
+        for n in &notices {
+            out.push_str(&format!("<li>{}</li>\n", esc(n)));
+        }
+        out.push_str("</ul></div>\n");
+    }
+    out.push_str(&format!(
+        "<p>Merged from {} run{}{}:</p>\n<table class=\"sources\">\n\
+         <tr><th>Folder</th><th>Run</th><th>Arms kept</th><th>Command</th></tr>\n",
+        m.sources.len(),
+        if m.sources.len() == 1 { "" } else { "s" },
+        if notices.is_empty() {
+            " (no duplicate arms, every version the same)"
+        } else {
+            ""
+        },
+    ));
+    for s in &m.sources {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"num\">{} of {}</td><td><code>{}</code></td></tr>\n",
+            esc(&s.name),
+            esc(&s.run_id),
+            s.kept,
+            s.arms,
+            esc(&s.rerun)
+        ));
+    }
+    out.push_str("</table>\n");
 }
 
 fn summary(out: &mut String, run: &RunRecord, anchors: &[String]) {

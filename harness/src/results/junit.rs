@@ -310,6 +310,7 @@ pub(super) mod tests {
                 ("filer kernel".to_string(), "6.12.5-amd64".to_string()),
             ]),
             rerun: "faultline run --case nfs-lock --case imap-idle".into(),
+            merged: None,
         }
     }
 

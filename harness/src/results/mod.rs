@@ -20,6 +20,7 @@ use crate::case::Verdict;
 mod escape;
 pub mod html;
 pub mod junit;
+pub mod merge;
 
 /// `run.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +35,9 @@ pub struct RunRecord {
     pub versions: BTreeMap<String, String>,
     /// The command that runs the same arms again.
     pub rerun: String,
+    /// For a run made by `faultline merge`: its sources, duplicates and version mismatches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<merge::MergeRecord>,
 }
 
 /// One arm of one case.

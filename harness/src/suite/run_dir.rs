@@ -88,6 +88,7 @@ impl RunDir {
             arms: Vec::new(),
             versions: BTreeMap::new(),
             rerun,
+            merged: None,
         };
         let rd = RunDir { dir, record };
         rd.record.write(&rd.dir)?;
