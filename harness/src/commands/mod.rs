@@ -6,6 +6,7 @@
 //! - `lab.rs` — `lab` and `bench`: the two images, a lab from saved state.
 //! - `shell.rs` — `shell`: the client of a kept lab's `shell.sock`.
 //! - `report` (here) — `report.html` and `junit.xml` of a run folder made again.
+//! - `vendor.rs` — `report --vendor`: one arm of a run as a bundle for its vendor.
 //!
 //! Architecture invariant: a command returns the [`Exit`] it ended with or the
 //! [`CommandError`] it stopped at, and writes lines only to its [`Console`] (a shell's guest
@@ -15,6 +16,7 @@ mod cases;
 mod images;
 mod lab;
 mod shell;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,7 @@ pub use cases::{list, run, RunOptions};
 pub use images::{build_images, check_images, list_images};
 pub use lab::{bench, lab, LabOptions};
 pub use shell::{shell, ShellOptions};
+pub use vendor::vendor_report;
 
 /// Where images come from and which accelerator runs them: shared by every command.
 #[derive(Debug, Clone)]
