@@ -23,4 +23,5 @@ pub mod sockets;
 pub mod span;
 pub mod store;
 pub mod suite;
+pub mod vendor;
 pub mod wire;

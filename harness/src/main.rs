@@ -37,10 +37,19 @@ enum Cmd {
     List(ListArgs),
     /// Run cases' arms in the lab and write results/<run-id>/.
     Run(RunArgs),
-    /// Make report.html and junit.xml of a run folder again from its run.json.
+    /// Make report.html and junit.xml of a run folder again from its run.json; with
+    /// --vendor, write one arm's bundle for its vendor instead.
     Report {
-        /// The run folder (e.g. results/latest).
+        /// The run folder.
+        #[arg(default_value = "results/latest")]
         run_dir: PathBuf,
+        /// One arm (CASE::ARM) as a folder and .tar.gz to send a vendor: summary, cut
+        /// pcapng, cited log lines, rerun commands.
+        #[arg(long, value_name = "CASE::ARM")]
+        vendor: Option<String>,
+        /// Where the vendor bundle goes (default: RUN_DIR/vendor).
+        #[arg(long, value_name = "DIR", requires = "vendor")]
+        out: Option<PathBuf>,
     },
     /// Run commands in a guest of a lab kept by `faultline run --keep`.
     Shell(ShellArgs),
@@ -201,7 +210,12 @@ fn main() -> ExitCode {
             };
             commands::run(&o, &Terminal::timed())
         }
-        Cmd::Report { run_dir } => commands::report(&run_dir, &plain),
+        Cmd::Report {
+            run_dir,
+            vendor: Some(name),
+            out,
+        } => commands::vendor_report(&run_dir, &name, out.as_deref(), &plain),
+        Cmd::Report { run_dir, .. } => commands::report(&run_dir, &plain),
         Cmd::Merge(a) => {
             let o = commands::MergeOptions {
                 dirs: a.dirs,

@@ -376,6 +376,116 @@ fn list_prints_every_arm_with_its_expectation_on_stdout_only() {
     }
 }
 
+/// A copy of the committed fixture run (a bug arm and its fixed arm, small traces and a log).
+fn fixture_run(to: &Path) -> std::path::PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dest = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &dest);
+            } else {
+                std::fs::copy(e.path(), dest).unwrap();
+            }
+        }
+    }
+    let run = to.join("run");
+    copy(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vendor-run"),
+        &run,
+    );
+    run
+}
+
+#[test]
+fn a_vendor_report_writes_one_folder_and_its_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture_run(tmp.path());
+    let out = tmp.path().join("for-vendor");
+    let out_s = out.to_str().unwrap();
+    let o = faultline(
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--vendor",
+            "demo::bug",
+            "--out",
+            out_s,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [format!("{out_s}/demo--bug"), format!("{out_s}/demo--bug.tar.gz")]
+    );
+    let mut names: Vec<String> = std::fs::read_dir(out.join("demo--bug"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["SUMMARY.md", "bug-lan.pcapng", "fixed-lan.pcapng", "run.json"]
+    );
+    let summary = std::fs::read_to_string(out.join("demo--bug/SUMMARY.md")).unwrap();
+    assert!(
+        summary.starts_with("# demo::bug — fail (expected fail)"),
+        "{summary}"
+    );
+    assert!(summary.contains("#7 (orig. 7)"), "{summary}");
+    assert!(!summary.contains(tmp.path().to_str().unwrap()), "{summary}");
+    let list = Command::new("tar")
+        .arg("-tzf")
+        .arg(out.join("demo--bug.tar.gz"))
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    assert!(String::from_utf8_lossy(&list.stdout).contains("demo--bug/bug-lan.pcapng"));
+    // The run folder is only read.
+    assert!(!run.join("vendor").exists());
+}
+
+#[test]
+fn a_vendor_report_of_an_arm_the_run_does_not_hold_lists_its_arms_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture_run(tmp.path());
+    let o = faultline(&["report", run.to_str().unwrap(), "--vendor", "demo::nope"], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: the run holds no arm demo::nope; it holds: demo::fixed, demo::bug"
+    );
+    assert!(!run.join("vendor").exists(), "nothing written");
+    let o = faultline(&["report", run.to_str().unwrap(), "--vendor", "demo"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = faultline(
+        &[
+            "report",
+            tmp.path().join("absent").to_str().unwrap(),
+            "--vendor",
+            "demo::bug",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_plain_report_still_remakes_the_run_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture_run(tmp.path());
+    let o = faultline(&["report", run.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(run.join("report.html").exists() && run.join("junit.xml").exists());
+}
+
 #[path = "cli/merge.rs"]
 mod merge;
 

@@ -7,6 +7,7 @@
 //! - `shell.rs` — `shell`: the client of a kept lab's `shell.sock`.
 //! - `merge.rs` — `merge`: the run folders of shards or reruns made one run folder.
 //! - `report` (here) — `report.html` and `junit.xml` of a run folder made again.
+//! - `vendor.rs` — `report --vendor`: one arm of a run as a bundle for its vendor.
 //!
 //! Architecture invariant: a command returns the [`Exit`] it ended with or the
 //! [`CommandError`] it stopped at, and writes lines only to its [`Console`] (a shell's guest
@@ -17,6 +18,7 @@ mod images;
 mod lab;
 mod merge;
 mod shell;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,7 @@ pub use images::{build_images, check_images, list_images};
 pub use lab::{bench, lab, LabOptions};
 pub use merge::{merge, MergeOptions};
 pub use shell::{shell, ShellOptions};
+pub use vendor::vendor_report;
 
 /// Where images come from and which accelerator runs them: shared by every command.
 #[derive(Debug, Clone)]
