@@ -118,6 +118,18 @@ pub fn plan(entries: &[Entry], policy: Policy) -> Vec<(usize, Reason)> {
     }
     with_dependents(entries, &mut gone);
     if let Some(cap) = policy.max_bytes {
+        // An entry is in use whenever something built on it is: an image is as recently
+        // used as its most recently used state or lab.
+        let mut idle: Vec<u64> = entries.iter().map(|e| e.idle_s).collect();
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(entries[i].kind));
+        for i in order {
+            for base in &entries[i].built_on {
+                if let Some(b) = entries.iter().position(|e| (e.kind, e.folder()) == *base) {
+                    idle[b] = idle[b].min(idle[i]);
+                }
+            }
+        }
         loop {
             let kept: u64 = (0..entries.len())
                 .filter(|i| !gone.contains_key(i))
@@ -129,14 +141,7 @@ pub fn plan(entries: &[Entry], policy: Policy) -> Vec<(usize, Reason)> {
             // Not needed before needed, then least recently used, then dependents first.
             let Some(victim) = (0..entries.len())
                 .filter(|i| !gone.contains_key(i))
-                .max_by_key(|&i| {
-                    (
-                        !entries[i].needed,
-                        entries[i].idle_s,
-                        entries[i].kind,
-                        std::cmp::Reverse(i),
-                    )
-                })
+                .max_by_key(|&i| (!entries[i].needed, idle[i], entries[i].kind, std::cmp::Reverse(i)))
             else {
                 break;
             };
@@ -362,6 +367,31 @@ mod tests {
         assert_eq!(parse_size(" 2kb "), Ok(2048));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5X").is_err());
+    }
+
+    #[test]
+    fn under_a_cap_an_image_is_as_recently_used_as_what_stands_on_it() {
+        // The image was built long ago, its state and lab used just now; an old lab on it
+        // was last used an hour ago. The old lab goes, not the image under the new one.
+        let c = vec![
+            e(Kind::Image, "filer", "i", 400, 90_000, true),
+            on(
+                e(Kind::State, "filer", "s", 300, 60, true),
+                Kind::Image,
+                "filer-i",
+            ),
+            on(e(Kind::Lab, "lan", "new", 200, 30, true), Kind::State, "filer-s"),
+            on(
+                e(Kind::Lab, "lan", "old", 200, 3600, true),
+                Kind::State,
+                "filer-s",
+            ),
+        ];
+        let p = Policy {
+            keep_newest: None,
+            max_bytes: Some(950),
+        };
+        assert_eq!(removed(&c, p), ["lab:lan-old"]);
     }
 
     #[test]
