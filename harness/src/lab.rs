@@ -15,7 +15,7 @@ use crate::accel::Accel;
 use crate::disks::{Disk, DiskSpec};
 use crate::images::Image;
 use crate::qemu::{saved, Launch, Machine, NicBackend, VmError};
-use crate::store::{Store, Work};
+use crate::store::{Hold, Store, Work};
 use crate::wire::switch::{SegmentConfig, SegmentStats, Switch};
 
 pub struct GuestSpec {
@@ -55,8 +55,11 @@ pub struct Lab {
     /// them first.
     pub disks: Vec<Disk>,
     /// The switch's port sockets (and a kept lab's shell socket): short paths, see
-    /// [`crate::sockets`]. Declared last: it goes after the guests and the switch.
+    /// [`crate::sockets`]. Declared late: it goes after the guests and the switch.
     sockets: crate::sockets::SocketDir,
+    /// The cache entries the guests run on (images, saved states, the lab state), held so
+    /// they are not pruned under them. Declared last: let go once the guests are gone.
+    _holds: Vec<Hold>,
 }
 
 impl Lab {
@@ -73,7 +76,13 @@ impl Lab {
         for g in &spec.guests {
             states.push(saved::ensure(&spec.cache_root, &g.image, spec.accel, say).await?);
         }
-        boot(spec, &states, Resume::Rename, t0, say).await
+        let holds = hold_all(
+            spec.guests
+                .iter()
+                .map(|g| &g.image.dir)
+                .chain(states.iter().map(|s| &s.dir)),
+        )?;
+        boot(spec, &states, Resume::Rename, holds, t0, say).await
     }
 
     /// Start the lab from a whole-lab saved state: every guest as it was after `setup` ran
@@ -105,6 +114,13 @@ impl Lab {
                 save_lab(&spec, setup, work, say).await?;
             }
         }
+        let holds = hold_all(
+            spec.guests
+                .iter()
+                .map(|g| &g.image.dir)
+                .chain(image_states.iter().map(|s| &s.dir))
+                .chain([&dir]),
+        )?;
         let mut states = Vec::new();
         for (g, image_state) in spec.guests.iter().zip(&image_states) {
             let gdir = dir.join(&g.name);
@@ -113,7 +129,7 @@ impl Lab {
                 dir: gdir,
             });
         }
-        boot(spec, &states, Resume::Together, t0, say).await
+        boot(spec, &states, Resume::Together, holds, t0, say).await
     }
 
     /// Serve each disk with nbdkit and hot-plug it into its guest (which sees it as
@@ -248,11 +264,35 @@ fn lab_err(what: String) -> VmError {
     VmError::new("lab", what)
 }
 
+/// Hold each cache entry (a folder directly in a store) in use for the lab's life, so
+/// `faultline cache prune` leaves it alone and sees it used now.
+fn hold_all<'p>(dirs: impl Iterator<Item = &'p PathBuf>) -> Result<Vec<Hold>, VmError> {
+    let mut holds = Vec::new();
+    for dir in dirs {
+        let (Some(store), Some(name)) = (dir.parent(), dir.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        let hold = Store::new(store)
+            .hold(&name)
+            .map_err(|e| lab_err(format!("holding the cache entry {}: {e}", dir.display())))?
+            .ok_or_else(|| {
+                lab_err(format!(
+                    "the cache entry {} was removed while the lab started; start it again",
+                    dir.display()
+                ))
+            })?;
+        holds.push(hold);
+    }
+    Ok(holds)
+}
+
 /// Start the switch and restore every guest onto it from `states` (one per guest, in order).
 async fn boot(
     spec: LabSpec,
     states: &[saved::Saved],
     resume: Resume,
+    holds: Vec<Hold>,
     t0: Instant,
     say: &mut dyn FnMut(&str),
 ) -> Result<Lab, VmError> {
@@ -341,6 +381,7 @@ async fn boot(
         ready_s: t0.elapsed().as_secs_f64(),
         disks: Vec::new(),
         sockets,
+        _holds: holds,
     })
 }
 

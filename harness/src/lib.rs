@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod bench;
+pub mod cache_entries;
 pub mod case;
 pub mod command_error;
 pub mod commands;
@@ -13,6 +14,7 @@ pub mod hosttools;
 pub mod images;
 pub mod lab;
 pub mod procs;
+pub mod prune;
 pub mod qemu;
 pub mod recipe;
 pub mod results;

@@ -29,6 +29,11 @@ enum Cmd {
         #[command(subcommand)]
         command: ImagesCmd,
     },
+    /// The image cache: list its entries, or prune those the current recipes do not need.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCmd,
+    },
     /// Start the three-guest lab (filer, imap1, imap2) from saved state and keep it up.
     Lab(LabArgs),
     /// Measure guest start, switch throughput and switch frame rate side by side.
@@ -185,6 +190,33 @@ enum ImagesCmd {
     List(ImagesArgs),
 }
 
+#[derive(clap::Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Also keep the K most recently used entries of each kind and name.
+    #[arg(long, value_name = "K")]
+    keep_newest: Option<usize>,
+    /// Then remove least recently used entries until the cache is at most this big (500M,
+    /// 20G, ...); entries the recipes need go last.
+    #[arg(long, value_name = "SIZE", value_parser = faultline::prune::parse_size)]
+    max_size: Option<u64>,
+    /// Only print what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Subcommand)]
+enum CacheCmd {
+    /// Every entry: kind, name, key, size, last use, and whether the current recipes need it.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove the entries the current recipes do not need (entries in use are skipped).
+    Prune(PruneArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let plain = Terminal::plain();
@@ -193,6 +225,19 @@ fn main() -> ExitCode {
             ImagesCmd::Build(a) => commands::build_images(&a.common.resolve(), &a.names, &plain),
             ImagesCmd::Check(a) => commands::check_images(&a.common.resolve(), &a.names, &plain),
             ImagesCmd::List(a) => commands::list_images(&a.common.resolve(), &a.names, &plain),
+        },
+        Cmd::Cache { command } => match command {
+            CacheCmd::List { common } => commands::list_cache(&common.resolve(), &plain),
+            CacheCmd::Prune(a) => {
+                let o = commands::PruneOptions {
+                    policy: faultline::prune::Policy {
+                        keep_newest: a.keep_newest,
+                        max_bytes: a.max_size,
+                    },
+                    dry_run: a.dry_run,
+                };
+                commands::prune_cache(&a.common.resolve(), o, &plain)
+            }
         },
         Cmd::Lab(a) => commands::lab(&a.into(), &plain),
         Cmd::Bench(a) => commands::bench(&a.into(), &plain),

@@ -15,6 +15,13 @@
 //! syncs every file it made and renames the folder into place as the last step. A build that
 //! fails or is killed leaves at most its work folder, which the next build of the entry (or
 //! [`Store::sweep_stale`]) removes, detaching any mounts inside it first.
+//!
+//! Forgetting follows the same rule backwards: [`Store::remove`] takes the entry's lock
+//! without waiting (a user holds it shared through [`Hold`], a build exclusively: either way
+//! the entry is busy and stays), renames the entry out of place into its work folder as the
+//! first step, and only then deletes it; killed halfway, what is left is a work folder, which
+//! never looks complete. The lock files themselves stay: removing one while a process waits
+//! on it would let two processes hold "the" lock at once.
 
 use std::fs::File;
 use std::io;
@@ -58,12 +65,7 @@ impl Store {
 
     fn take(&self, name: &str, wait: bool) -> io::Result<Option<Lock>> {
         use std::os::fd::AsRawFd;
-        std::fs::create_dir_all(&self.dir)?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(format!(".lock-{name}")))?;
+        let file = self.lock_file(name)?;
         let op = if wait {
             libc::LOCK_EX
         } else {
@@ -84,6 +86,74 @@ impl Store {
         }))
     }
 
+    /// The names of the complete entries, sorted.
+    pub fn entries(&self) -> io::Result<Vec<String>> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && e.file_type()?.is_dir() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Say the entry is in use for as long as the returned [`Hold`] lives: its lock held
+    /// shared (so [`Store::remove`] skips it), and its folder's modification time set to now
+    /// (the entry's "last used"). `None` if the entry is not there (or is being removed).
+    pub fn hold(&self, name: &str) -> io::Result<Option<Hold>> {
+        use std::os::fd::AsRawFd;
+        let file = self.lock_file(name)?;
+        // Shared locks only wait for an exclusive holder: a remover (which never waits) or a
+        // build of an entry that is not complete yet. Neither is worth waiting for here.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        let entry = self.entry(name);
+        if !entry.is_dir() {
+            return Ok(None);
+        }
+        let _ = File::open(&entry).and_then(|d| d.set_modified(std::time::SystemTime::now()));
+        Ok(Some(Hold { _file: file }))
+    }
+
+    /// Remove the complete entry `name` if nobody uses or builds it: its lock taken without
+    /// waiting, the folder renamed out of place first, then deleted.
+    pub fn remove(&self, name: &str) -> io::Result<Removal> {
+        let Some(lock) = self.try_lock(name)? else {
+            return Ok(Removal::Busy);
+        };
+        if !lock.entry.is_dir() {
+            return Ok(Removal::Absent);
+        }
+        remove_work_dir(&lock.work)?;
+        std::fs::create_dir_all(self.dir.join(".tmp"))?;
+        std::fs::rename(&lock.entry, &lock.work)?;
+        remove_work_dir(&lock.work)?;
+        Ok(Removal::Removed)
+    }
+
+    fn lock_file(&self, name: &str) -> io::Result<File> {
+        std::fs::create_dir_all(&self.dir)?;
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(format!(".lock-{name}")))
+    }
+
     /// Remove the work folders of builds that were killed: those whose entry lock nobody
     /// holds.
     pub fn sweep_stale(&self) {
@@ -97,6 +167,23 @@ impl Store {
             }
         }
     }
+}
+
+/// What [`Store::remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Someone uses or builds it: left as it is.
+    Busy,
+    /// There was no such complete entry.
+    Absent,
+}
+
+/// A shared lock on one complete entry, held while it is in use (a lab's guests run on it).
+/// Released on drop (and by the kernel if the process dies).
+#[derive(Debug)]
+pub struct Hold {
+    _file: File,
 }
 
 /// An exclusive lock on one entry, held while building it. Released on drop (and by the
@@ -318,5 +405,53 @@ mod tests {
         store.sweep_stale();
         assert_eq!(names(&store.dir().join(".tmp")), ["busy-1"]);
         assert_eq!(names(busy.path()), ["f"]);
+    }
+
+    fn publish(store: &Store, name: &str) {
+        let lock = store.lock(name).unwrap();
+        let work = lock.work().unwrap();
+        std::fs::create_dir_all(work.path().join("out")).unwrap();
+        std::fs::write(work.path().join("out/data"), "x").unwrap();
+        work.publish("out").unwrap();
+    }
+
+    #[test]
+    fn an_entry_in_use_or_being_built_is_never_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        for name in ["used-1", "built-2", "free-3"] {
+            publish(&store, name);
+        }
+        let hold = store
+            .hold("used-1")
+            .unwrap()
+            .expect("a complete entry can be held");
+        let build = store.lock("built-2").unwrap();
+        assert_eq!(store.remove("used-1").unwrap(), Removal::Busy);
+        assert_eq!(store.remove("built-2").unwrap(), Removal::Busy);
+        assert_eq!(store.remove("free-3").unwrap(), Removal::Removed);
+        assert_eq!(store.remove("free-3").unwrap(), Removal::Absent);
+        assert_eq!(store.entries().unwrap(), ["built-2", "used-1"]);
+        // Nothing of the removed entry is left but its lock file.
+        assert!(names(&store.dir().join(".tmp")).is_empty());
+        drop((hold, build));
+        assert_eq!(store.remove("used-1").unwrap(), Removal::Removed);
+        // A removed entry cannot be held.
+        assert!(store.hold("used-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn holding_an_entry_marks_it_used_now() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        publish(&store, "a-1");
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        File::open(store.entry("a-1"))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let _hold = store.hold("a-1").unwrap().unwrap();
+        let used = std::fs::metadata(store.entry("a-1")).unwrap().modified().unwrap();
+        assert!(used > long_ago + Duration::from_secs(86_400 * 365));
     }
 }

@@ -1,6 +1,7 @@
 //! The bodies of `faultline`'s subcommands: the binary parses the command line and calls one
 //! of these with a [`Console`], then turns what it returns into an exit code.
 //!
+//! - `cache.rs` — `cache list | prune`: the image cache's entries, and forgetting them.
 //! - `cases.rs` — `list` and `run` (through [`crate::suite`]).
 //! - `images.rs` — `images build | check | list`.
 //! - `lab.rs` — `lab` and `bench`: the two images, a lab from saved state.
@@ -13,6 +14,7 @@
 //! [`CommandError`] it stopped at, and writes lines only to its [`Console`] (a shell's guest
 //! output only to the writers it is given).
 
+mod cache;
 mod cases;
 mod images;
 mod lab;
@@ -27,6 +29,7 @@ use crate::command_error::CommandError;
 use crate::console::Console;
 use crate::exit::Exit;
 
+pub use cache::{list_cache, prune_cache, PruneOptions};
 pub use cases::{list, run, RunOptions};
 pub use images::{build_images, check_images, list_images};
 pub use lab::{bench, lab, LabOptions};

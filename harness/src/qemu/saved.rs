@@ -113,7 +113,8 @@ fn store(cache_root: &Path) -> Store {
     Store::new(cache_root.join("states"))
 }
 
-fn entry(image: &dyn Bootable, accel: Accel) -> String {
+/// The folder name of `image`'s saved state under `accel` in `states/`.
+pub fn entry(image: &dyn Bootable, accel: Accel) -> String {
     format!("{}-{}", image.name(), key(image, accel))
 }
 

@@ -16,7 +16,8 @@ impl Classifier {
     /// The facts of `frame`, and whether it was malformed (still described as far as it
     /// parsed).
     pub fn facts(&mut self, frame: &[u8]) -> (Facts, bool) {
-        let mut info = frame::classify(frame);
+        // Headers only: the tracker finds the frame's RPC messages itself.
+        let mut info = frame::classify_headers(frame);
         self.tracker.observe(frame, &mut info);
         let mut f = Facts::default();
         if let Some(eth) = &info.eth {

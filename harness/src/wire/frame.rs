@@ -396,6 +396,26 @@ impl FrameInfo {
 /// allocates only bounded copies. See the module docs for what needs
 /// [`RpcTracker`](crate::wire::tracker::RpcTracker).
 pub fn classify(frame: &[u8]) -> FrameInfo {
+    let mut info = classify_headers(frame);
+    let mut emit = Emit::default();
+    match &info.l4 {
+        Some(L4::Udp(u)) => rpc_in_datagram(frame, u, &no_calls, &mut emit),
+        Some(L4::Tcp(t)) => {
+            let p = frame.get(t.payload.clone()).unwrap_or_default();
+            let _ = rpc::Stream::default().feed(p, t.payload.start, &no_calls, &mut emit);
+        }
+        _ => {}
+    }
+    info.rpc = emit.msgs;
+    info.rpc_omitted = emit.omitted;
+    info
+}
+
+/// [`classify`] without its stateless look for ONC RPC messages: the L2–L4 headers and
+/// whether they are malformed. For a caller that runs
+/// [`RpcTracker::observe`](crate::wire::tracker::RpcTracker::observe) next, which finds a
+/// frame's RPC messages again with its state and replaces `rpc`.
+pub fn classify_headers(frame: &[u8]) -> FrameInfo {
     let mut info = FrameInfo {
         len: frame.len(),
         ..FrameInfo::default()
@@ -408,17 +428,6 @@ pub fn classify(frame: &[u8]) -> FrameInfo {
             _ => {}
         }
     }
-    let mut emit = Emit::default();
-    match &info.l4 {
-        Some(L4::Udp(u)) => rpc_in_datagram(frame, u, &no_calls, &mut emit),
-        Some(L4::Tcp(t)) => {
-            let p = frame.get(t.payload.clone()).unwrap_or_default();
-            let _ = rpc::Stream::default().feed(p, t.payload.start, &no_calls, &mut emit);
-        }
-        _ => {}
-    }
-    info.rpc = emit.msgs;
-    info.rpc_omitted = emit.omitted;
     info
 }
 

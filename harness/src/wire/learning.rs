@@ -38,8 +38,24 @@ impl MacTable {
         ports: usize,
         connected: impl Fn(usize) -> bool,
     ) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.forward_into(from, frame, ports, connected, &mut out);
+        out
+    }
+
+    /// [`MacTable::forward`] into `out` (cleared first), so the switch's per-frame path reuses
+    /// one vector instead of allocating one per frame.
+    pub fn forward_into(
+        &mut self,
+        from: usize,
+        frame: &[u8],
+        ports: usize,
+        connected: impl Fn(usize) -> bool,
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
         if let Some(src) = mac_at(frame, 6) {
-            if !is_group(&src) {
+            if !is_group(&src) && self.ports.get(&src) != Some(&from) {
                 self.ports.insert(src, from);
             }
         }
@@ -47,9 +63,9 @@ impl MacTable {
             .filter(|dst| !is_group(dst))
             .and_then(|dst| self.ports.get(&dst).copied());
         match learnt {
-            Some(p) if p == from => Vec::new(),
-            Some(p) => vec![p],
-            None => (0..ports).filter(|&p| p != from && connected(p)).collect(),
+            Some(p) if p == from => {}
+            Some(p) => out.push(p),
+            None => out.extend((0..ports).filter(|&p| p != from && connected(p))),
         }
     }
 }

@@ -5,8 +5,14 @@
 //! - Every frame a guest sends is written to the segment's pcapng, on its ingress port's
 //!   interface, before anything else happens to it; frames a rule acted on carry a comment
 //!   naming the rule. Frame numbers in rule stats are the pcapng's frame numbers.
-//! - The core task never blocks on a guest: each port has a bounded egress queue drained by
-//!   its own writer task; a full queue drops the frame and counts it.
+//! - Switching never blocks on a guest: each port has a bounded egress queue drained by its
+//!   own writer task; a full queue drops the frame and counts it.
+//! - The per-frame path makes no system call and allocates nothing: a port's reader takes
+//!   every frame one read brought and switches them in place under the core's lock (no task
+//!   hop per frame); frames are copied into each egress port's pending bytes, which its writer
+//!   sends with one write per batch; the pcapng is buffered and written out every
+//!   [`PCAP_FLUSH_EVERY`], when its buffer fills, and at every stats request and stop (so
+//!   the trace is whole when the lab stops; a failed write is still counted).
 //! - Guest bytes never panic the switch: classification is total, an impossible length
 //!   prefix closes only that guest's connection (and is counted).
 //! - A port's connections are numbered: the end of an older connection never takes the
@@ -18,13 +24,14 @@
 use std::collections::BinaryHeap;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::wire::classify::Classifier;
 use crate::wire::learning::MacTable;
@@ -40,6 +47,16 @@ const EGRESS_QUEUE: usize = 2048;
 pub const DELAY_QUEUE_FRAMES: usize = 8192;
 /// ...and the most bytes: a guest decides how much it sends into a delay.
 pub const DELAY_QUEUE_BYTES: usize = 64 << 20;
+/// What one read from a port may take: under load many frames per system call, and always
+/// room for a whole frame with its length prefix.
+const READ_BUF: usize = 256 << 10;
+/// How long written frames may wait in the pcapng's buffer while the switch runs. A stats
+/// request and the stop write it out at once.
+pub const PCAP_FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The pcapng's buffer: frames reach the file in writes of this size under load.
+const PCAP_BUFFER: usize = 1 << 20;
+/// A writer's batch buffer bigger than this after a burst is given back, not kept.
+const EGRESS_KEEP: usize = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct SegmentConfig {
@@ -89,27 +106,58 @@ pub struct SegmentStats {
 
 /// Which of a port's connections an event is about: its number among the port's accepts.
 type Generation = u64;
-/// Frames on their way to one connection's writer task.
-type Egress = mpsc::Sender<Arc<[u8]>>;
 
-enum Event {
-    Connected {
-        port: usize,
-        generation: Generation,
-        writer: Egress,
-    },
-    Frame {
-        port: usize,
-        frame: Vec<u8>,
-    },
-    BadLength {
-        port: usize,
-        generation: Generation,
-    },
-    Disconnected {
-        port: usize,
-        generation: Generation,
-    },
+/// The switch's state, shared by every port's reader (which switches the frames it reads)
+/// and the control task (commands, delayed frames, pcapng flushes). Held only for work that
+/// never waits.
+type Shared = Arc<Mutex<Core>>;
+
+/// A lock that a panic elsewhere cannot poison for good: the state stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Frames on their way to one connection: length-prefixed bytes its writer task sends in one
+/// write per batch.
+struct Egress {
+    pending: Mutex<Pending>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    frames: usize,
+    /// The port has a newer connection, or the switch stopped: write what is pending, then end.
+    closed: bool,
+}
+
+impl Egress {
+    fn new() -> Arc<Egress> {
+        Arc::new(Egress {
+            pending: Mutex::new(Pending::default()),
+            ready: Notify::new(),
+        })
+    }
+
+    /// Queue `frame`; false (nothing queued) when the queue is full.
+    fn push(&self, frame: &[u8]) -> bool {
+        let mut p = lock(&self.pending);
+        if p.frames >= EGRESS_QUEUE || p.closed {
+            return false;
+        }
+        p.bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        p.bytes.extend_from_slice(frame);
+        p.frames += 1;
+        drop(p);
+        self.ready.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        lock(&self.pending).closed = true;
+        self.ready.notify_one();
+    }
 }
 
 enum Command {
@@ -120,38 +168,50 @@ enum Command {
     Stop(oneshot::Sender<SegmentStats>),
 }
 
-/// A running segment. Dropping it stops the switch (the pcapng is flushed by the core task).
+/// A running segment. Dropping it stops the switch (the pcapng is flushed when the last task
+/// holding the core ends).
 pub struct Switch {
     name: String,
     sockets: Vec<(String, PathBuf)>,
     commands: mpsc::Sender<Command>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Dropped (or set) to end every connection's reader and writer.
+    stop: watch::Sender<bool>,
 }
 
 impl Switch {
     /// Bind every port's socket and start switching. Must be called inside a tokio runtime.
     pub async fn start(cfg: SegmentConfig) -> io::Result<Switch> {
         let file = std::fs::File::create(&cfg.pcap)?;
-        let mut pcap = pcapng::Writer::new(BufWriter::with_capacity(1 << 20, file), "faultline")?;
-        let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
+        let mut pcap = pcapng::Writer::new(BufWriter::with_capacity(PCAP_BUFFER, file), "faultline")?;
+        for port in &cfg.ports {
+            pcap.add_interface(port, &format!("{} port {port}", cfg.name))?;
+        }
+        let delays = Arc::new(Notify::new());
+        let core: Shared = Arc::new(Mutex::new(Core::new(&cfg, pcap, delays.clone())));
+        let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut sockets = Vec::new();
         for (i, port) in cfg.ports.iter().enumerate() {
-            pcap.add_interface(port, &format!("{} port {port}", cfg.name))?;
             let path = cfg.socket_dir.join(format!("{}-{port}.sock", cfg.name));
             let _ = std::fs::remove_file(&path);
             let listener = UnixListener::bind(&path)?;
             sockets.push((port.clone(), path));
-            tasks.push(tokio::spawn(serve_port(i, listener, events_tx.clone())));
+            tasks.push(tokio::spawn(serve_port(
+                i,
+                listener,
+                core.clone(),
+                stopped.clone(),
+            )));
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let core = Core::new(&cfg, pcap);
-        tasks.push(tokio::spawn(core.run(events_rx, cmd_rx)));
+        tasks.push(tokio::spawn(control(core, cmd_rx, delays)));
         Ok(Switch {
             name: cfg.name,
             sockets,
             commands: cmd_tx,
             tasks,
+            stop,
         })
     }
 
@@ -179,6 +239,7 @@ impl Switch {
         rx.await.unwrap_or(false)
     }
 
+    /// The counts so far; the pcapng is written out first, so it holds every frame counted.
     pub async fn stats(&self) -> SegmentStats {
         let (tx, rx) = oneshot::channel();
         let _ = self.commands.send(Command::Stats(tx)).await;
@@ -190,6 +251,7 @@ impl Switch {
         let (tx, rx) = oneshot::channel();
         let _ = self.commands.send(Command::Stop(tx)).await;
         let stats = rx.await.unwrap_or_default();
+        let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -202,62 +264,133 @@ impl Switch {
 
 impl Drop for Switch {
     fn drop(&mut self) {
+        let _ = self.stop.send(true);
         for t in &self.tasks {
             t.abort();
         }
     }
 }
 
-/// Accept connections on one port (QEMU reconnects after a restore); read frames from the
-/// newest connection and give the core a writer for it. Each connection carries its number,
-/// so its end can only ever close itself.
-async fn serve_port(port: usize, listener: UnixListener, events: mpsc::Sender<Event>) {
+/// Accept connections on one port (QEMU reconnects after a restore); the newest connection
+/// takes the port. Each connection carries its number, so its end can only ever close itself.
+async fn serve_port(port: usize, listener: UnixListener, core: Shared, stopped: watch::Receiver<bool>) {
     let mut generation: Generation = 0;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
         generation += 1;
-        let (mut reader, mut writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(EGRESS_QUEUE);
-        let connected = Event::Connected {
+        let (reader, writer) = stream.into_split();
+        let egress = Egress::new();
+        lock(&core).connect(port, generation, egress.clone());
+        tokio::spawn(write_frames(writer, egress, stopped.clone()));
+        tokio::spawn(read_frames(
             port,
             generation,
-            writer: tx,
+            reader,
+            core.clone(),
+            stopped.clone(),
+        ));
+    }
+}
+
+/// Send one connection's pending frames, a batch per write, until it is closed (after what
+/// was pending) or the switch stops.
+async fn write_frames(mut writer: OwnedWriteHalf, egress: Arc<Egress>, mut stopped: watch::Receiver<bool>) {
+    let mut batch = Vec::new();
+    loop {
+        let closed = {
+            let mut p = lock(&egress.pending);
+            std::mem::swap(&mut p.bytes, &mut batch);
+            p.frames = 0;
+            p.closed
         };
-        if events.send(connected).await.is_err() {
+        if !batch.is_empty() {
+            tokio::select! {
+                r = writer.write_all(&batch) => if r.is_err() { return },
+                _ = stopped.changed() => return,
+            }
+            batch.clear();
+            if batch.capacity() > EGRESS_KEEP {
+                batch = Vec::new();
+            }
+            continue;
+        }
+        if closed {
             return;
         }
-        tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                let len = (frame.len() as u32).to_be_bytes();
-                if writer.write_all(&len).await.is_err() || writer.write_all(&frame).await.is_err() {
-                    return;
-                }
+        tokio::select! {
+            _ = egress.ready.notified() => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Read one connection's frames, as many as each read brings, and switch them in place.
+async fn read_frames(
+    port: usize,
+    generation: Generation,
+    mut reader: OwnedReadHalf,
+    core: Shared,
+    mut stopped: watch::Receiver<bool>,
+) {
+    // Read straight into one buffer for the connection's life; a frame cut by the end of a
+    // read moves to the front and is completed by the next.
+    let mut buf = vec![0u8; READ_BUF];
+    let mut filled = 0;
+    loop {
+        let n = tokio::select! {
+            r = reader.read(&mut buf[filled..]) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = stopped.changed() => return,
+        };
+        filled += n;
+        let mut core = lock(&core);
+        let mut at = 0;
+        while let Some(prefix) = buf[..filled].get(at..at + 4) {
+            let len = u32::from_be_bytes(prefix.try_into().expect("four bytes")) as usize;
+            if len > MAX_FRAME {
+                core.bad_length(port, generation);
+                return;
             }
-        });
-        let events = events.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut len = [0u8; 4];
-                if reader.read_exact(&mut len).await.is_err() {
-                    break;
+            let Some(frame) = buf[..filled].get(at + 4..at + 4 + len) else {
+                break;
+            };
+            core.switch_frame(port, frame);
+            at += 4 + len;
+        }
+        drop(core);
+        buf.copy_within(at..filled, 0);
+        filled -= at;
+    }
+    lock(&core).close(port, generation);
+}
+
+/// Commands, the release of delayed frames, and the pcapng's timed flush.
+async fn control(core: Shared, mut commands: mpsc::Receiver<Command>, delays: Arc<Notify>) {
+    let mut flush = tokio::time::interval(PCAP_FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next_due = lock(&core).delayed.peek().map(|d| d.due);
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => {
+                let mut core = lock(&core);
+                match cmd {
+                    Some(Command::AddRule(r, tx)) => { let _ = tx.send(core.rules.add(*r)); }
+                    Some(Command::RemoveRule(id, tx)) => { let _ = tx.send(core.rules.remove(id)); }
+                    Some(Command::Stats(tx)) => { core.flush(); let _ = tx.send(core.snapshot()); }
+                    Some(Command::Stop(tx)) => { core.finish(); let _ = tx.send(core.snapshot()); return; }
+                    None => { core.finish(); return; }
                 }
-                let n = u32::from_be_bytes(len) as usize;
-                if n > MAX_FRAME {
-                    let _ = events.send(Event::BadLength { port, generation }).await;
-                    return;
-                }
-                let mut frame = vec![0u8; n];
-                if reader.read_exact(&mut frame).await.is_err() {
-                    break;
-                }
-                if events.send(Event::Frame { port, frame }).await.is_err() {
-                    return;
-                }
-            }
-            let _ = events.send(Event::Disconnected { port, generation }).await;
-        });
+            },
+            _ = sleep_until(next_due) => lock(&core).release_due(),
+            // A frame went into the delay queue: its due time may be the earliest.
+            _ = delays.notified() => {}
+            _ = flush.tick() => lock(&core).flush(),
+        }
     }
 }
 
@@ -265,7 +398,7 @@ struct Delayed {
     due: Instant,
     seq: u64,
     port: usize,
-    frame: Arc<[u8]>,
+    frame: Box<[u8]>,
 }
 
 impl PartialEq for Delayed {
@@ -291,8 +424,8 @@ struct Core {
     ports: Vec<String>,
     pcap_path: PathBuf,
     pcap: pcapng::Writer<BufWriter<std::fs::File>>,
-    /// Each port's current connection: its generation and its writer.
-    writers: Vec<Option<(Generation, Egress)>>,
+    /// Each port's current connection: its generation and its egress queue.
+    writers: Vec<Option<(Generation, Arc<Egress>)>>,
     stats: Vec<PortStats>,
     macs: MacTable,
     rules: RuleSet,
@@ -300,6 +433,10 @@ struct Core {
     delayed: BinaryHeap<Delayed>,
     /// Bytes of the frames in `delayed`.
     delayed_bytes: usize,
+    /// Told when a frame is delayed, so the control task's timer can move earlier.
+    delays: Arc<Notify>,
+    /// The ports a frame leaves by, reused from frame to frame.
+    egress: Vec<usize>,
     frames: u64,
     seq: u64,
     rng: u64,
@@ -307,10 +444,12 @@ struct Core {
     /// say so (the frame path only counts; the words are made once).
     pcap_errors: u64,
     pcap_error: Option<String>,
+    /// Stopped: later frames are neither switched nor recorded.
+    stopped: bool,
 }
 
 impl Core {
-    fn new(cfg: &SegmentConfig, pcap: pcapng::Writer<BufWriter<std::fs::File>>) -> Core {
+    fn new(cfg: &SegmentConfig, pcap: pcapng::Writer<BufWriter<std::fs::File>>, delays: Arc<Notify>) -> Core {
         Core {
             name: cfg.name.clone(),
             ports: cfg.ports.clone(),
@@ -330,38 +469,14 @@ impl Core {
             classifier: Classifier::default(),
             delayed: BinaryHeap::new(),
             delayed_bytes: 0,
+            delays,
+            egress: Vec::with_capacity(cfg.ports.len()),
             frames: 0,
             seq: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
             pcap_errors: 0,
             pcap_error: None,
-        }
-    }
-
-    async fn run(mut self, mut events: mpsc::Receiver<Event>, mut commands: mpsc::Receiver<Command>) {
-        loop {
-            let next_due = self.delayed.peek().map(|d| d.due);
-            tokio::select! {
-                biased;
-                cmd = commands.recv() => match cmd {
-                    Some(Command::AddRule(r, tx)) => { let _ = tx.send(self.rules.add(*r)); }
-                    Some(Command::RemoveRule(id, tx)) => { let _ = tx.send(self.rules.remove(id)); }
-                    Some(Command::Stats(tx)) => { self.flush(); let _ = tx.send(self.snapshot()); }
-                    Some(Command::Stop(tx)) => { self.flush(); let _ = tx.send(self.snapshot()); return; }
-                    None => { self.flush(); return; }
-                },
-                _ = sleep_until(next_due) => self.release_due(),
-                ev = events.recv() => {
-                    let Some(ev) = ev else { self.flush(); return };
-                    self.handle(ev);
-                    // Drain what is already queued, then flush once: a crash loses at most
-                    // the frames of one burst.
-                    while let Ok(ev) = events.try_recv() {
-                        self.handle(ev);
-                    }
-                    self.flush();
-                }
-            }
+            stopped: false,
         }
     }
 
@@ -384,6 +499,16 @@ impl Core {
         }
     }
 
+    /// Stop switching: the trace written out whole, every connection's writer told to end
+    /// once its pending frames are sent.
+    fn finish(&mut self) {
+        self.stopped = true;
+        self.flush();
+        for (_, egress) in self.writers.iter().flatten() {
+            egress.close();
+        }
+    }
+
     /// Count a failed pcapng write or flush (off the hot path: it only runs on failure).
     #[cold]
     fn pcap_failed(&mut self, what: &str, e: io::Error) {
@@ -393,38 +518,35 @@ impl Core {
         }
     }
 
-    fn handle(&mut self, ev: Event) {
-        match ev {
-            Event::Connected {
-                port,
-                generation,
-                writer,
-            } => {
-                self.writers[port] = Some((generation, writer));
-                self.stats[port].connected = true;
-                self.stats[port].connections += 1;
-            }
-            Event::Disconnected { port, generation } => {
-                self.close(port, generation);
-            }
-            Event::BadLength { port, generation } => {
-                self.stats[port].bad_lengths += 1;
-                self.close(port, generation);
-            }
-            Event::Frame { port, frame } => self.switch_frame(port, frame),
+    /// Connection `generation` takes port `port`; an older connection's writer ends.
+    fn connect(&mut self, port: usize, generation: Generation, egress: Arc<Egress>) {
+        if let Some((_, old)) = self.writers[port].replace((generation, egress)) {
+            old.close();
         }
+        self.stats[port].connected = true;
+        self.stats[port].connections += 1;
+    }
+
+    fn bad_length(&mut self, port: usize, generation: Generation) {
+        self.stats[port].bad_lengths += 1;
+        self.close(port, generation);
     }
 
     /// Connection `generation` of `port` ended: forget its writer, unless a newer connection
     /// has taken the port since.
     fn close(&mut self, port: usize, generation: Generation) {
         if self.writers[port].as_ref().is_some_and(|(g, _)| *g == generation) {
-            self.writers[port] = None;
+            if let Some((_, egress)) = self.writers[port].take() {
+                egress.close();
+            }
             self.stats[port].connected = false;
         }
     }
 
-    fn switch_frame(&mut self, from: usize, frame: Vec<u8>) {
+    fn switch_frame(&mut self, from: usize, frame: &[u8]) {
+        if self.stopped {
+            return;
+        }
         self.frames += 1;
         let frame_no = self.frames;
         let ts = SystemTime::now()
@@ -434,7 +556,7 @@ impl Core {
         let st = &mut self.stats[from];
         st.rx_frames += 1;
         st.rx_bytes += frame.len() as u64;
-        let (facts, malformed) = self.classifier.facts(&frame);
+        let (facts, malformed) = self.classifier.facts(frame);
         if malformed {
             self.stats[from].malformed += 1;
         }
@@ -442,9 +564,45 @@ impl Core {
         // Learn where the sender is; send unicast to its port, flood the rest of the ports a
         // guest is connected to.
         let writers = &self.writers;
-        let egress = self
-            .macs
-            .forward(from, &frame, self.ports.len(), |p| writers[p].is_some());
+        let mut egress = std::mem::take(&mut self.egress);
+        self.macs.forward_into(
+            from,
+            frame,
+            self.ports.len(),
+            |p| writers[p].is_some(),
+            &mut egress,
+        );
+        if self.rules.is_empty() {
+            // No rule can act: every egress port gets the frame, and the trace no comment.
+            self.record(from, ts, frame, None, frame_no);
+            for &to in &egress {
+                self.send(to, frame);
+            }
+        } else {
+            self.switch_by_rules(from, frame, frame_no, ts, &facts, &egress);
+        }
+        self.egress = egress;
+    }
+
+    /// The frame's pcapng record (every frame, before anything happens to it).
+    fn record(&mut self, from: usize, ts: u64, frame: &[u8], comment: Option<&str>, frame_no: u64) {
+        if let Err(e) = self
+            .pcap
+            .write_frame(from as u32, ts, frame, pcapng::Direction::Inbound, comment)
+        {
+            self.pcap_failed(&format!("writing frame {frame_no} to"), e);
+        }
+    }
+
+    fn switch_by_rules(
+        &mut self,
+        from: usize,
+        frame: &[u8],
+        frame_no: u64,
+        ts: u64,
+        facts: &crate::wire::rules::Facts,
+        egress: &[usize],
+    ) {
         let names: Vec<&str> = egress.iter().map(|&p| self.ports[p].as_str()).collect();
         let rng = &mut self.rng;
         let mut jitter = || {
@@ -456,24 +614,15 @@ impl Core {
         };
         let decision = self
             .rules
-            .decide(&facts, frame_no, &self.ports[from], &names, &mut jitter);
-        if let Err(e) = self.pcap.write_frame(
-            from as u32,
-            ts,
-            &frame,
-            pcapng::Direction::Inbound,
-            decision.comment.as_deref(),
-        ) {
-            self.pcap_failed(&format!("writing frame {frame_no} to"), e);
-        }
+            .decide(facts, frame_no, &self.ports[from], &names, &mut jitter);
+        self.record(from, ts, frame, decision.comment.as_deref(), frame_no);
 
-        let frame: Arc<[u8]> = frame.into();
         for (&to, verdict) in egress.iter().zip(decision.verdicts) {
             match verdict {
-                Verdict::Forward => self.send(to, frame.clone()),
+                Verdict::Forward => self.send(to, frame),
                 Verdict::Duplicate => {
-                    self.send(to, frame.clone());
-                    self.send(to, frame.clone());
+                    self.send(to, frame);
+                    self.send(to, frame);
                 }
                 Verdict::Drop => {}
                 Verdict::Delay(d) => {
@@ -489,22 +638,23 @@ impl Core {
                         due: Instant::now() + d,
                         seq: self.seq,
                         port: to,
-                        frame: frame.clone(),
+                        frame: frame.into(),
                     });
+                    self.delays.notify_one();
                 }
             }
         }
     }
 
-    fn send(&mut self, to: usize, frame: Arc<[u8]>) {
-        let Some((_, w)) = &self.writers[to] else { return };
-        let len = frame.len() as u64;
-        match w.try_send(frame) {
-            Ok(()) => {
-                self.stats[to].tx_frames += 1;
-                self.stats[to].tx_bytes += len;
-            }
-            Err(_) => self.stats[to].egress_overflow += 1,
+    fn send(&mut self, to: usize, frame: &[u8]) {
+        let Some((_, egress)) = &self.writers[to] else {
+            return;
+        };
+        if egress.push(frame) {
+            self.stats[to].tx_frames += 1;
+            self.stats[to].tx_bytes += frame.len() as u64;
+        } else {
+            self.stats[to].egress_overflow += 1;
         }
     }
 
@@ -513,7 +663,7 @@ impl Core {
         while self.delayed.peek().is_some_and(|d| d.due <= now) {
             let d = self.delayed.pop().expect("peeked");
             self.delayed_bytes -= d.frame.len();
-            self.send(d.port, d.frame);
+            self.send(d.port, &d.frame);
         }
     }
 }

@@ -11,7 +11,7 @@
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 
-use crate::wire::frame::{classify, rpc_in_datagram, tcp_flags, FlowKey, FrameInfo, Tcp, L4};
+use crate::wire::frame::{classify_headers, rpc_in_datagram, tcp_flags, FlowKey, FrameInfo, Tcp, L4};
 use crate::wire::rpc::{find_record_start, CallId, Desync, Emit, Lookup, RpcBody, Stream};
 
 #[cfg(test)]
@@ -135,15 +135,18 @@ impl RpcTracker {
         }
     }
 
-    /// [`classify`] then [`RpcTracker::observe`].
+    /// [`classify`](crate::wire::frame::classify) then [`RpcTracker::observe`] (which finds the RPC messages itself, so only
+    /// the headers are classified first).
     pub fn classify(&mut self, frame: &[u8]) -> FrameInfo {
-        let mut info = classify(frame);
+        let mut info = classify_headers(frame);
         self.observe(frame, &mut info);
         info
     }
 
     /// Update the state with `frame` and rewrite `info.rpc` with what the state shows: replies
-    /// annotated, TCP records found by sequence number. `info` must be `classify(frame)`.
+    /// annotated, TCP records found by sequence number. `info` must be `classify(frame)` or
+    /// [`classify_headers`]`(frame)` (the RPC messages of a frame with a flow are found here
+    /// again either way).
     pub fn observe(&mut self, frame: &[u8], info: &mut FrameInfo) {
         let Some(flow) = info.flow() else { return };
         self.tick = self.tick.wrapping_add(1);

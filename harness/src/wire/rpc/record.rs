@@ -213,6 +213,13 @@ impl Stream {
 /// Linear in `p` (header-only decode per candidate).
 pub(crate) fn find_record_start(p: &[u8], lookup: Lookup<'_>) -> Option<usize> {
     (0..p.len()).find(|&k| {
+        // The mark's first byte alone rules out almost every offset (the last-fragment bit set,
+        // a length no longer than MAX_FRAGMENT): a TCP stream that is not RPC is scanned at
+        // every segment, so this is the switch's per-frame cost for bulk traffic.
+        let first = u32::from(p[k]);
+        if first & 0x80 == 0 || (first & 0x7f) << 24 > MAX_FRAGMENT {
+            return false;
+        }
         let mut r = Reader::new(p);
         r.pos = k;
         let Some(word) = r.be32() else { return false };

@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::frame::classify;
 use crate::wire::rpc::{Args, MAX_RPC_PER_FRAME};
 use crate::wire::test_frames::*;
 
