@@ -26,7 +26,7 @@ case "$id:$version" in
     echo "$common"
     ;;
   ubuntu:22.04)
-    echo "host-deps: Ubuntu 22.04's QEMU is 6.2; faultline's labs need QEMU 7.2 or newer (-netdev stream): images build, labs do not start" >&2
+    echo "host-deps: Ubuntu 22.04's QEMU is 6.2, without -netdev stream (7.2): labs link their NICs to the switch by TCP loopback (-netdev socket) instead, not yet tried on a real 22.04 host" >&2
     echo "$common"
     ;;
   *)

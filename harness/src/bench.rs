@@ -16,7 +16,7 @@ use crate::accel::Accel;
 use crate::images::Image;
 use crate::lab::{GuestSpec, Lab, LabSpec};
 use crate::qemu::{saved, Launch, Machine, NicBackend, VmError};
-use crate::wire::switch::{SegmentConfig, Switch, TestPort};
+use crate::wire::switch::{Listen, SegmentConfig, Switch, TestPort};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StartFigures {
@@ -299,6 +299,7 @@ async fn switch_rate(work: &Path) -> std::io::Result<(f64, f64)> {
         name: "bench".into(),
         ports: vec!["a".into(), "b".into()],
         socket_dir: sockets.path().to_path_buf(),
+        listen: Listen::Unix,
         pcap: dir.join("bench.pcapng"),
     })
     .await?;

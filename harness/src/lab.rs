@@ -14,9 +14,9 @@ use serde::Serialize;
 use crate::accel::Accel;
 use crate::disks::{Disk, DiskSpec};
 use crate::images::Image;
-use crate::qemu::{saved, Launch, Machine, NicBackend, VmError};
+use crate::qemu::{link, saved, Launch, Machine, NicBackend, VmError};
 use crate::store::{Hold, Store, Work};
-use crate::wire::switch::{SegmentConfig, SegmentStats, Switch};
+use crate::wire::switch::{Listen, PortAddr, SegmentConfig, SegmentStats, Switch};
 
 pub struct GuestSpec {
     /// The guest's lab name (an entry of the images' /etc/hosts).
@@ -303,10 +303,25 @@ async fn boot(
         .map_err(|e| lab_err(format!("securing {}: {e}", wire.display())))?;
     let sockets =
         crate::sockets::private_dir().map_err(|e| lab_err(format!("creating a socket folder: {e}")))?;
+    // QEMU before 7.2 has no `-netdev stream`: its NICs reach the switch over TCP loopback.
+    let link = link::host().map_err(|e| lab_err(e.to_string()))?;
+    if link != link::Link::Stream {
+        say(&format!(
+            "NICs link to the switch by TCP loopback (-netdev socket): {}",
+            match std::env::var(link::ENV) {
+                Ok(v) if !v.trim().is_empty() => format!("{}={v}", link::ENV),
+                _ => saved::qemu_version(),
+            }
+        ));
+    }
     let switch = Switch::start(SegmentConfig {
         name: spec.segment.clone(),
         ports: spec.guests.iter().map(|g| g.name.clone()).collect(),
         socket_dir: sockets.path().to_path_buf(),
+        listen: match link {
+            link::Link::Stream => Listen::Unix,
+            link::Link::Socket => Listen::TcpLoopback,
+        },
         pcap: wire.join(format!("{}.pcapng", spec.segment)),
     })
     .await
@@ -314,10 +329,10 @@ async fn boot(
 
     let mut guests = Vec::new();
     for (g, state) in spec.guests.iter().zip(states) {
-        let socket = switch
-            .socket(&g.name)
-            .expect("every guest has a port")
-            .to_path_buf();
+        let backend = match switch.addr(&g.name).expect("every guest has a port") {
+            PortAddr::Unix(path) => NicBackend::Stream(path.clone()),
+            PortAddr::Tcp(addr) => NicBackend::SwitchTcp(*addr),
+        };
         guests.push(
             Machine::start(Launch {
                 name: g.name.clone(),
@@ -326,7 +341,7 @@ async fn boot(
                 cpus: saved::CPUS,
                 memory_mib: saved::MEMORY_MIB,
                 extra_cmdline: String::new(),
-                nics: vec![saved::lab_nic(NicBackend::Stream(socket))],
+                nics: vec![saved::lab_nic(backend)],
                 dir: spec.dir.join("guests").join(&g.name),
                 restore: Some(state),
             })
@@ -360,6 +375,9 @@ async fn boot(
             .collect()
         }
     };
+    if link == link::Link::Socket {
+        refuse_strangers(&switch).await?;
+    }
     say(&format!(
         "lab up in {:.2} s: {}",
         t0.elapsed().as_secs_f64(),
@@ -383,6 +401,25 @@ async fn boot(
         sockets,
         _holds: holds,
     })
+}
+
+/// On TCP loopback ports (which any local user can connect to) each port keeps its first
+/// connection only. With every guest up, each port must hold one connection and have
+/// refused none: otherwise someone else may have connected before QEMU and holds the port.
+async fn refuse_strangers(switch: &Switch) -> Result<(), VmError> {
+    let stats = switch.stats().await;
+    match stats.ports.iter().find(|p| p.refused > 0 || !p.connected) {
+        None => Ok(()),
+        Some(p) => Err(lab_err(format!(
+            "switch port {} on TCP loopback: {} connection(s), {} refused, connected {}; \
+             another local process may have taken the guest's port (set {}=stream on QEMU 7.2 or newer)",
+            p.name,
+            p.connections,
+            p.refused,
+            p.connected,
+            link::ENV
+        ))),
+    }
 }
 
 /// The key of a whole-lab state: its guests, their images' saved states, the setup, the

@@ -1,8 +1,10 @@
 //! QEMU's command line, built by pure functions from a [`MachineSpec`] (snapshot-tested).
 //!
 //! Architecture invariant: nothing here does I/O; the runtime decides paths and the
-//! accelerator, this module only spells them the way QEMU 7.2 wants them.
+//! accelerator, this module only spells them the way QEMU wants them (7.2 and newer; 6.2 for
+//! everything but `-netdev stream`, see [`crate::qemu::link`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::accel::Accel;
@@ -18,6 +20,9 @@ pub struct Nic {
 pub enum NicBackend {
     /// A unix stream socket the harness serves (4-byte big-endian length + frame).
     Stream(PathBuf),
+    /// A TCP loopback port the harness serves, for QEMU older than 7.2 (no `-netdev stream`):
+    /// `-netdev socket` in connect mode frames exactly as `stream` does.
+    SwitchTcp(SocketAddr),
     /// A hub port with nothing else on the hub: the card exists, frames go nowhere.
     Unplugged,
     /// QEMU's own point-to-point TCP socket netdev (`listen` on one guest, `connect` on the
@@ -119,6 +124,7 @@ pub fn argv(spec: &MachineSpec) -> Vec<String> {
             NicBackend::Stream(sock) => {
                 format!("stream,id={id},server=off,addr.type=unix,addr.path={}", p(sock))
             }
+            NicBackend::SwitchTcp(addr) => format!("socket,id={id},connect={addr}"),
             NicBackend::Unplugged => format!("hubport,id={id},hubid={}", 100 + i),
             NicBackend::QemuSocket { listen, addr } => {
                 format!(
@@ -187,6 +193,19 @@ mod tests {
     #[test]
     fn tcg_guest() {
         insta::assert_debug_snapshot!(argv(&spec(Accel::Tcg)));
+    }
+
+    /// QEMU 6.2 (Ubuntu 22.04) reaches the switch over TCP loopback; nothing else changes.
+    #[test]
+    fn a_guest_on_old_qemu_connects_to_a_tcp_port() {
+        let mut s = spec(Accel::Tcg);
+        s.nics[0].backend = NicBackend::SwitchTcp("127.0.0.1:40123".parse().unwrap());
+        let a = argv(&s);
+        insta::assert_debug_snapshot!(a);
+        let tcp = a.iter().position(|x| x.starts_with("socket,id=net0")).unwrap();
+        let stream = argv(&spec(Accel::Tcg));
+        assert_eq!(a[..tcp], stream[..tcp]);
+        assert_eq!(a[tcp + 1..], stream[tcp + 1..]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod argv;
 pub mod console;
+pub mod link;
 pub mod qmp;
 pub mod saved;
 

@@ -170,7 +170,7 @@ pub fn list_frames(numbers: &[u64]) -> String {
 mod tests {
     use super::*;
     use crate::wire::pcapng::{Direction, Writer};
-    use crate::wire::switch::{SegmentConfig, Switch, TestPort};
+    use crate::wire::switch::{Listen, SegmentConfig, Switch, TestPort};
     use std::time::Duration;
 
     fn eth(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
@@ -312,6 +312,7 @@ mod tests {
             name: "lan".into(),
             ports: names.map(String::from).to_vec(),
             socket_dir: dir.path().to_path_buf(),
+            listen: Listen::Unix,
             pcap: dir.path().join("lan.pcapng"),
         })
         .await

@@ -39,13 +39,18 @@ pub fn rerun_selection(
     cmd
 }
 
-/// What ran: the harness, QEMU, and each image's kernel and the packages the incident is
-/// about.
+/// What ran: the harness, QEMU (and `nic` when labs link by TCP loopback), and each image's
+/// kernel and the packages the incident is about.
 pub fn versions(images: &[&Image], accel: Accel) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("faultline".into(), env!("CARGO_PKG_VERSION").into());
     v.insert("qemu".into(), crate::qemu::saved::qemu_version());
     v.insert("accel".into(), accel.as_str().into());
+    // Only the fallback is named: runs on the usual `-netdev stream` keep their versions as
+    // they were.
+    if let Ok(link @ crate::qemu::link::Link::Socket) = crate::qemu::link::host() {
+        v.insert("nic".into(), link.name().into());
+    }
     for img in images {
         let m = &img.manifest;
         v.insert(format!("{}.kernel", m.name), m.kernel_release.clone());

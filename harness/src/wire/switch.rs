@@ -1,7 +1,12 @@
 //! One network segment: a learning Ethernet switch whose ports are unix stream sockets that
-//! QEMU connects to (`-netdev stream`: a 4-byte big-endian length, then the frame).
+//! QEMU connects to (`-netdev stream`: a 4-byte big-endian length, then the frame), or, for
+//! QEMU older than 7.2, TCP loopback ports (`-netdev socket,connect=`, the same framing).
 //!
 //! Architecture invariants:
+//! - A TCP port ([`Listen::TcpLoopback`]) binds 127.0.0.1 on a port the kernel chooses and
+//!   takes only its first connection (QEMU's): any local user can connect to a loopback port,
+//!   unlike the 0700 socket folder, so every later connection is closed at once and counted
+//!   ([`PortStats::refused`]).
 //! - Every frame a guest sends is written to the segment's pcapng, on its ingress port's
 //!   interface, before anything else happens to it; frames a rule acted on carry a comment
 //!   naming the rule. Frame numbers in rule stats are the pcapng's frame numbers.
@@ -23,14 +28,14 @@
 
 use std::collections::BinaryHeap;
 use std::io::{self, BufWriter};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::wire::classify::Classifier;
@@ -58,13 +63,30 @@ const PCAP_BUFFER: usize = 1 << 20;
 /// A writer's batch buffer bigger than this after a burst is given back, not kept.
 const EGRESS_KEEP: usize = 4 << 20;
 
+/// What each port listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// A unix socket in `socket_dir`; the newest connection takes the port.
+    Unix,
+    /// A TCP port on 127.0.0.1 chosen by the kernel; only the first connection is taken.
+    TcpLoopback,
+}
+
+/// Where a port is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortAddr {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
 #[derive(Debug, Clone)]
 pub struct SegmentConfig {
     pub name: String,
     /// Port names (guest names), one socket each.
     pub ports: Vec<String>,
-    /// Folder for the sockets (0700, created by the caller).
+    /// Folder for the sockets (0700, created by the caller); unused by TCP ports.
     pub socket_dir: PathBuf,
+    pub listen: Listen,
     /// Where the segment's pcapng goes.
     pub pcap: PathBuf,
 }
@@ -86,6 +108,13 @@ pub struct PortStats {
     pub egress_overflow: u64,
     /// Frames toward this port a delay rule dropped because the delay queue was full.
     pub delay_overflow: u64,
+    /// Connections a TCP port closed at once because it already had its first.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -172,7 +201,7 @@ enum Command {
 /// holding the core ends).
 pub struct Switch {
     name: String,
-    sockets: Vec<(String, PathBuf)>,
+    addrs: Vec<(String, PortAddr)>,
     commands: mpsc::Sender<Command>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Dropped (or set) to end every connection's reader and writer.
@@ -191,12 +220,23 @@ impl Switch {
         let core: Shared = Arc::new(Mutex::new(Core::new(&cfg, pcap, delays.clone())));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        let mut sockets = Vec::new();
+        let mut addrs = Vec::new();
         for (i, port) in cfg.ports.iter().enumerate() {
-            let path = cfg.socket_dir.join(format!("{}-{port}.sock", cfg.name));
-            let _ = std::fs::remove_file(&path);
-            let listener = UnixListener::bind(&path)?;
-            sockets.push((port.clone(), path));
+            let listener = match cfg.listen {
+                Listen::Unix => {
+                    let path = cfg.socket_dir.join(format!("{}-{port}.sock", cfg.name));
+                    let _ = std::fs::remove_file(&path);
+                    let l = UnixListener::bind(&path)?;
+                    addrs.push((port.clone(), PortAddr::Unix(path)));
+                    Listener::Unix(l)
+                }
+                Listen::TcpLoopback => {
+                    // Port 0: the kernel picks a free one, so labs never collide.
+                    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+                    addrs.push((port.clone(), PortAddr::Tcp(l.local_addr()?)));
+                    Listener::Tcp(l)
+                }
+            };
             tasks.push(tokio::spawn(serve_port(
                 i,
                 listener,
@@ -208,7 +248,7 @@ impl Switch {
         tasks.push(tokio::spawn(control(core, cmd_rx, delays)));
         Ok(Switch {
             name: cfg.name,
-            sockets,
+            addrs,
             commands: cmd_tx,
             tasks,
             stop,
@@ -219,12 +259,17 @@ impl Switch {
         &self.name
     }
 
-    /// The socket QEMU should connect port `port` to.
+    /// Where QEMU should connect port `port` to.
+    pub fn addr(&self, port: &str) -> Option<&PortAddr> {
+        self.addrs.iter().find(|(p, _)| p == port).map(|(_, a)| a)
+    }
+
+    /// The unix socket of port `port` (none for a TCP port).
     pub fn socket(&self, port: &str) -> Option<&Path> {
-        self.sockets
-            .iter()
-            .find(|(p, _)| p == port)
-            .map(|(_, s)| s.as_path())
+        match self.addr(port)? {
+            PortAddr::Unix(path) => Some(path),
+            PortAddr::Tcp(_) => None,
+        }
     }
 
     pub async fn add_rule(&self, rule: Rule) -> RuleId {
@@ -255,8 +300,10 @@ impl Switch {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        for (_, s) in &self.sockets {
-            let _ = std::fs::remove_file(s);
+        for (_, a) in &self.addrs {
+            if let PortAddr::Unix(path) = a {
+                let _ = std::fs::remove_file(path);
+            }
         }
         stats
     }
@@ -271,32 +318,76 @@ impl Drop for Switch {
     }
 }
 
-/// Accept connections on one port (QEMU reconnects after a restore); the newest connection
-/// takes the port. Each connection carries its number, so its end can only ever close itself.
-async fn serve_port(port: usize, listener: UnixListener, core: Shared, stopped: watch::Receiver<bool>) {
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// Accept connections on one port. A unix port: the newest connection takes the port (QEMU
+/// reconnects after a restore). A TCP port: the first connection keeps it, later ones are
+/// closed and counted. Each connection carries its number, so its end can only ever close
+/// itself.
+async fn serve_port(port: usize, listener: Listener, core: Shared, stopped: watch::Receiver<bool>) {
     let mut generation: Generation = 0;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
         generation += 1;
-        let (reader, writer) = stream.into_split();
-        let egress = Egress::new();
-        lock(&core).connect(port, generation, egress.clone());
-        tokio::spawn(write_frames(writer, egress, stopped.clone()));
-        tokio::spawn(read_frames(
-            port,
-            generation,
-            reader,
-            core.clone(),
-            stopped.clone(),
-        ));
+        match &listener {
+            Listener::Unix(l) => {
+                let Ok((stream, _)) = l.accept().await else {
+                    return;
+                };
+                let (reader, writer) = stream.into_split();
+                connect(port, generation, reader, writer, &core, &stopped);
+            }
+            Listener::Tcp(l) => {
+                let Ok((stream, _)) = l.accept().await else {
+                    return;
+                };
+                if generation > 1 {
+                    drop(stream);
+                    lock(&core).stats[port].refused += 1;
+                    continue;
+                }
+                // The writer already sends a batch per write; Nagle would only add latency.
+                let _ = stream.set_nodelay(true);
+                let (reader, writer) = stream.into_split();
+                connect(port, generation, reader, writer, &core, &stopped);
+            }
+        }
     }
+}
+
+/// Give connection `generation` the port: its writer and reader tasks start.
+fn connect<R, W>(
+    port: usize,
+    generation: Generation,
+    reader: R,
+    writer: W,
+    core: &Shared,
+    stopped: &watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let egress = Egress::new();
+    lock(core).connect(port, generation, egress.clone());
+    tokio::spawn(write_frames(writer, egress, stopped.clone()));
+    tokio::spawn(read_frames(
+        port,
+        generation,
+        reader,
+        core.clone(),
+        stopped.clone(),
+    ));
 }
 
 /// Send one connection's pending frames, a batch per write, until it is closed (after what
 /// was pending) or the switch stops.
-async fn write_frames(mut writer: OwnedWriteHalf, egress: Arc<Egress>, mut stopped: watch::Receiver<bool>) {
+async fn write_frames<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    egress: Arc<Egress>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut batch = Vec::new();
     loop {
         let closed = {
@@ -327,10 +418,10 @@ async fn write_frames(mut writer: OwnedWriteHalf, egress: Arc<Egress>, mut stopp
 }
 
 /// Read one connection's frames, as many as each read brings, and switch them in place.
-async fn read_frames(
+async fn read_frames<R: AsyncRead + Unpin>(
     port: usize,
     generation: Generation,
-    mut reader: OwnedReadHalf,
+    mut reader: R,
     core: Shared,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -675,17 +766,35 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
+/// A test port's connection: a unix or a TCP stream.
+trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
 /// Connect to a port as a guest would, for tests and benchmarks: send and receive framed
 /// Ethernet frames.
 pub struct TestPort {
-    stream: UnixStream,
+    stream: Box<dyn Duplex>,
 }
 
 impl TestPort {
     pub async fn connect(socket: &Path) -> io::Result<TestPort> {
         Ok(TestPort {
-            stream: UnixStream::connect(socket).await?,
+            stream: Box::new(UnixStream::connect(socket).await?),
         })
+    }
+
+    /// Connect to a port whichever way it listens.
+    pub async fn connect_to(addr: &PortAddr) -> io::Result<TestPort> {
+        match addr {
+            PortAddr::Unix(path) => TestPort::connect(path).await,
+            PortAddr::Tcp(a) => {
+                let stream = TcpStream::connect(a).await?;
+                stream.set_nodelay(true)?;
+                Ok(TestPort {
+                    stream: Box::new(stream),
+                })
+            }
+        }
     }
 
     pub async fn send(&mut self, frame: &[u8]) -> io::Result<()> {

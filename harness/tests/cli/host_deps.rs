@@ -35,10 +35,10 @@ fn each_known_system_gets_its_package_names_including_the_debian_keyring() {
 }
 
 #[test]
-fn ubuntu_22_04_is_told_its_qemu_is_too_old_for_labs() {
+fn ubuntu_22_04_is_told_its_labs_link_by_tcp_loopback() {
     let (_, err, _) = host_deps("ubuntu-22.04");
     assert!(
-        err.contains("QEMU is 6.2") && err.contains("-netdev stream"),
+        err.contains("QEMU is 6.2") && err.contains("-netdev socket"),
         "{err}"
     );
     for os in ["debian-12", "debian-13", "ubuntu-24.04"] {

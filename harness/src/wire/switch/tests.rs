@@ -73,11 +73,16 @@ fn granted_args(cookie: &[u8]) -> Vec<u8> {
 }
 
 async fn segment(ports: &[&str]) -> (tempfile::TempDir, Switch) {
+    segment_on(ports, Listen::Unix).await
+}
+
+async fn segment_on(ports: &[&str], listen: Listen) -> (tempfile::TempDir, Switch) {
     let dir = tempfile::tempdir().unwrap();
     let sw = Switch::start(SegmentConfig {
         name: "lan".into(),
         ports: ports.iter().map(|s| s.to_string()).collect(),
         socket_dir: dir.path().to_path_buf(),
+        listen,
         pcap: dir.path().join("lan.pcapng"),
     })
     .await
@@ -86,7 +91,7 @@ async fn segment(ports: &[&str]) -> (tempfile::TempDir, Switch) {
 }
 
 async fn connect(sw: &Switch, port: &str) -> TestPort {
-    TestPort::connect(sw.socket(port).unwrap()).await.unwrap()
+    TestPort::connect_to(sw.addr(port).unwrap()).await.unwrap()
 }
 
 /// Wait until the switch has seen `n` connections in all.
@@ -113,6 +118,89 @@ async fn three_ports(names: [&str; 3]) -> (tempfile::TempDir, Switch, [TestPort;
 }
 
 const WAIT: Duration = Duration::from_millis(500);
+
+/// What three ports receive, and the switch's counts, for the same traffic: a broadcast, a
+/// learned unicast, and a frame of the largest size written in two pieces.
+async fn traffic(listen: Listen) -> (Vec<Option<Vec<u8>>>, SegmentStats) {
+    let (_d, sw) = segment_on(&["a", "b", "c"], listen).await;
+    let (mut a, mut b, mut c) = (
+        connect(&sw, "a").await,
+        connect(&sw, "b").await,
+        connect(&sw, "c").await,
+    );
+    connected(&sw, 3).await;
+    let mut got = Vec::new();
+    a.send(&udp(BROADCAST, A, 1, 2, b"hello")).await.unwrap();
+    got.push(b.recv(WAIT).await.unwrap());
+    got.push(c.recv(WAIT).await.unwrap());
+    b.send(&udp(A, B, 2, 1, b"hi")).await.unwrap();
+    got.push(a.recv(WAIT).await.unwrap());
+    got.push(c.recv(Duration::from_millis(100)).await.unwrap());
+    let mut big = udp(B, A, 3, 4, &[0x5a; 1400]);
+    big.resize(MAX_FRAME, 0x77);
+    let mut framed = (big.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&big);
+    let (first, rest) = framed.split_at(1000);
+    a.send_raw(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    a.send_raw(rest).await.unwrap();
+    got.push(b.recv(WAIT).await.unwrap());
+    (got, sw.stop().await)
+}
+
+/// QEMU older than 7.2 reaches the switch over TCP loopback (`-netdev socket`): its frames
+/// must go exactly where unix-socket frames go, counted and traced the same.
+#[tokio::test]
+async fn frames_pass_through_tcp_ports_as_through_unix_ones() {
+    let (unix, unix_st) = traffic(Listen::Unix).await;
+    let (tcp, tcp_st) = traffic(Listen::TcpLoopback).await;
+    assert_eq!(unix.len(), 5);
+    assert!(unix[3].is_none(), "unicast stays off c");
+    assert_eq!(unix[4].as_ref().map(Vec::len), Some(MAX_FRAME));
+    assert_eq!(tcp, unix);
+    assert_eq!(tcp_st.frames, 3);
+    assert_eq!(tcp_st.pcap_frames, unix_st.pcap_frames);
+    for (t, u) in tcp_st.ports.iter().zip(&unix_st.ports) {
+        assert_eq!(
+            (t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes, t.bad_lengths),
+            (u.rx_frames, u.rx_bytes, u.tx_frames, u.tx_bytes, u.bad_lengths),
+            "port {}",
+            t.name
+        );
+    }
+}
+
+/// A loopback port is open to every local user: once QEMU holds it, a second connection is
+/// closed at once and counted, and can neither send into the segment nor take the port.
+#[tokio::test]
+async fn a_tcp_port_keeps_its_first_connection_and_refuses_later_ones() {
+    let (_d, sw) = segment_on(&["a", "b"], Listen::TcpLoopback).await;
+    let PortAddr::Tcp(addr) = sw.addr("a").unwrap().clone() else {
+        panic!("a TCP port");
+    };
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    assert!(sw.socket("a").is_none());
+    let mut a = connect(&sw, "a").await;
+    let mut b = connect(&sw, "b").await;
+    connected(&sw, 2).await;
+    let mut intruder = connect(&sw, "a").await;
+    let _ = intruder.send(&udp(BROADCAST, C, 6, 6, b"spoof")).await;
+    // The switch closed it: the read ends instead of waiting.
+    assert!(intruder.recv(WAIT).await.is_err());
+    let f = udp(BROADCAST, B, 1, 2, b"still a");
+    b.send(&f).await.unwrap();
+    assert_eq!(a.recv(WAIT).await.unwrap().as_deref(), Some(&f[..]));
+    assert_eq!(
+        b.recv(Duration::from_millis(100)).await.unwrap(),
+        None,
+        "no spoofed frame"
+    );
+    let st = sw.stop().await;
+    assert_eq!(st.frames, 1);
+    assert_eq!(st.ports[0].connections, 1);
+    assert_eq!(st.ports[0].refused, 1);
+    assert!(st.ports[0].connected);
+}
 
 #[tokio::test]
 async fn broadcast_floods_and_unicast_learns() {
@@ -368,6 +456,7 @@ async fn pcapng_write_errors_are_counted_not_discarded() {
         name: "lan".into(),
         ports: vec!["a".into(), "b".into()],
         socket_dir: dir.path().to_path_buf(),
+        listen: Listen::Unix,
         // Every write to it fails with ENOSPC.
         pcap: "/dev/full".into(),
     })
