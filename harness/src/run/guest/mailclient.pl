@@ -15,7 +15,8 @@
 # lines), "%i" in USER and PASSWORD becomes i, and READY_FILE / READY_FILE.N appear once every
 # connection has got there or ended; a hold then starts for all of them at once, so all N are
 # open together. The last lines sum them up.
-# fin: close the socket (FIN). rst: SO_LINGER 0, then close (RST). silent: drop every packet
+# fin: shut the socket down for writing (FIN), read what the server still sends until it closes
+# (at most 5 s), then close. rst: SO_LINGER 0, then close (RST). silent: drop every packet
 # this socket would still send (nft, by source port), then close: the server hears nothing more.
 # The last lines are "faultline-duration S" (the last command: sent to answered or stopped) and
 # "faultline-local-port P". Exit 0 when the login and every command answered OK / +OK (a
@@ -270,7 +271,19 @@ sub end_session {
             or out "could not silence port $p";
         out "going silent: every packet from port $p dropped from now on";
     } else {
+        # A close with unread bytes in the receive queue is an RST, not a FIN (Linux, as RFC
+        # 2525 asks), and mid-answer there usually are some: under load the rest of a FETCH
+        # piles up before the client stops. shutdown() sends the FIN whatever is queued; the
+        # answer's rest is then read and thrown away until the server closes too (at most
+        # 5 s), so the ending stays a FIN and nothing more.
         out "closing the connection (FIN) without a goodbye";
+        shutdown($s, 1) or out "shutdown: $!";
+        my $sel = IO::Select->new($s);
+        my $until = uptime() + 5;
+        while (uptime() < $until && $sel->can_read($until - uptime())) {
+            my $n = sysread($s, my $junk, 65536);
+            last unless $n;
+        }
     }
     close $s;
 }
