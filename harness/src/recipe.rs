@@ -52,6 +52,9 @@ pub struct Recipe {
     pub run: Vec<String>,
     /// Local .deb files installed after the pinned packages (e.g. a patched Dovecot).
     pub extra_debs: Vec<PathBuf>,
+    /// Binary packages built from a Debian source package (with patches) and installed
+    /// like `extra_debs`; they replace the pins of the same names in `packages`.
+    pub source: Option<SourceSpec>,
     /// systemd units `images check` expects active in a booted guest.
     pub check_services: Vec<String>,
     /// Every recipe file read, the top one first.
@@ -90,6 +93,25 @@ impl Kernel {
     }
 }
 
+/// A Debian source package the image's builder builds (see `images::source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceSpec {
+    /// The source package's name, e.g. `dovecot`.
+    pub package: String,
+    /// Its exact version, as the `deb-src` mirror has it.
+    pub version: String,
+    /// The `deb-src` line without its prefix: `URI SUITE COMPONENT...`.
+    pub mirror: String,
+    /// Patch files (`patch -p1` from the unpacked source's top), applied in this order.
+    pub patches: Vec<PathBuf>,
+    /// The binary packages of the build that the image installs.
+    pub install: Vec<String>,
+    /// Build options: each is set in the environment and given to `debian/rules` as a make
+    /// variable (which wins over the rules file's own assignment, e.g. of
+    /// `DEB_BUILD_MAINT_OPTIONS`).
+    pub options: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Units {
     pub enable: Vec<String>,
@@ -113,6 +135,7 @@ struct RawFile {
     run: Vec<Spanned<String>>,
     #[serde(default)]
     extra_debs: Vec<Spanned<String>>,
+    source: Option<RawSource>,
     kernel: Option<RawKernel>,
     #[serde(default)]
     packages: BTreeMap<String, Spanned<String>>,
@@ -132,6 +155,19 @@ struct RawKernel {
     vmlinuz: Option<Spanned<String>>,
     modules: Option<Spanned<String>>,
     version: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    package: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+    mirror: Option<Spanned<String>>,
+    #[serde(default)]
+    patches: Vec<Spanned<String>>,
+    install: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    options: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -214,6 +250,14 @@ struct Merged {
     mask: Vec<At<String>>,
     run: Vec<At<String>>,
     extra_debs: Vec<At<PathBuf>>,
+    /// Where a `[source]` table was given (the last one), for errors about it as a whole.
+    source_at: Option<At<()>>,
+    source_package: Option<At<String>>,
+    source_version: Option<At<String>>,
+    source_mirror: Option<At<String>>,
+    source_patches: Vec<At<PathBuf>>,
+    source_install: Option<At<Vec<At<String>>>>,
+    source_options: BTreeMap<String, At<String>>,
     services: Vec<At<String>>,
     sources: Vec<PathBuf>,
 }
@@ -362,6 +406,44 @@ fn merge_file(
             span: at.span,
         });
     }
+    if let Some(s) = raw.source {
+        // Each key of `[source]` is a scalar the including file may set again; patches
+        // are joined (an included file's first) and options merged key by key.
+        let first = [&s.package, &s.version, &s.mirror]
+            .into_iter()
+            .flatten()
+            .map(|v| v.span())
+            .chain(s.install.as_ref().map(|v| v.span()))
+            .min_by_key(|r| r.start)
+            .unwrap_or(0..0);
+        m.source_at = Some(At {
+            value: (),
+            src: src.clone(),
+            span: first,
+        });
+        set(&mut m.source_package, s.package);
+        set(&mut m.source_version, s.version);
+        set(&mut m.source_mirror, s.mirror);
+        for p in s.patches {
+            let at = src.at(p);
+            m.source_patches.push(At {
+                value: src.host_path(&at.value),
+                src: at.src,
+                span: at.span,
+            });
+        }
+        if let Some(list) = s.install {
+            let at = src.at(list);
+            m.source_install = Some(At {
+                value: at.value.into_iter().map(|v| src.at(v)).collect(),
+                src: at.src,
+                span: at.span,
+            });
+        }
+        for (k, v) in s.options {
+            m.source_options.insert(k, src.at(v));
+        }
+    }
     Ok(())
 }
 
@@ -386,16 +468,7 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         return Err(mirrors.err("mirrors must name at least one apt source").into());
     }
     for line in &mirrors.value {
-        let words: Vec<&str> = line.value.split_whitespace().collect();
-        if words.len() < 3
-            || !(words[0].starts_with("http://")
-                || words[0].starts_with("https://")
-                || words[0].starts_with("file:/"))
-        {
-            return Err(line
-                .err("a mirror is `URI SUITE COMPONENT...`, e.g. \"http://deb.debian.org/debian bookworm main\"")
-                .into());
-        }
+        check_mirror(line)?;
     }
     let disk = m.disk_size.clone().ok_or_else(|| missing("disk_size"))?;
     let disk_size_bytes = parse_size(&disk.value).ok_or_else(|| {
@@ -536,6 +609,18 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         }
         run.push(cmd.value.clone());
     }
+    let source = validate_source(&m)?;
+    let mut packages: BTreeMap<String, String> = m
+        .packages
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    if let Some(s) = &source {
+        // The built packages replace the archive's: their pins would ask apt for both.
+        for p in &s.install {
+            packages.remove(p);
+        }
+    }
     let mut extra_debs = Vec::new();
     for deb in &m.extra_debs {
         if deb.value.extension().and_then(|e| e.to_str()) != Some("deb") {
@@ -554,14 +639,113 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         mirrors: mirrors.value.into_iter().map(|a| a.value).collect(),
         disk_size_bytes,
         kernel,
-        packages: m.packages.into_iter().map(|(k, v)| (k, v.value)).collect(),
+        packages,
         files,
         units,
         run,
         extra_debs,
+        source,
         check_services,
         sources: m.sources,
     })
+}
+
+fn validate_source(m: &Merged) -> Result<Option<SourceSpec>, RecipeError> {
+    let Some(at) = &m.source_at else {
+        return Ok(None);
+    };
+    let need = |v: &Option<At<String>>, key: &str| -> Result<At<String>, RecipeError> {
+        v.clone()
+            .ok_or_else(|| at.err(format!("[source] needs `{key}`")).into())
+    };
+    let package = need(&m.source_package, "package")?;
+    if !is_package_name(&package.value) {
+        return Err(package
+            .err(format!("{:?} is not a Debian source package name", package.value))
+            .into());
+    }
+    let version = need(&m.source_version, "version")?;
+    if !is_exact_version(&version.value) {
+        return Err(version
+            .err(format!(
+                "source {} must be pinned to an exact Debian version, not {:?}",
+                package.value, version.value
+            ))
+            .into());
+    }
+    let mirror = need(&m.source_mirror, "mirror")?;
+    check_mirror(&mirror)?;
+    let install = m
+        .source_install
+        .clone()
+        .ok_or_else(|| at.err("[source] needs `install` (the built packages the image gets)"))?;
+    if install.value.is_empty() {
+        return Err(install
+            .err("install must name at least one binary package")
+            .into());
+    }
+    let mut names = Vec::new();
+    for p in &install.value {
+        if !is_package_name(&p.value) {
+            return Err(p
+                .err(format!("{:?} is not a Debian package name", p.value))
+                .into());
+        }
+        if !names.contains(&p.value) {
+            names.push(p.value.clone());
+        }
+    }
+    let mut patches = Vec::new();
+    for p in &m.source_patches {
+        if !p.value.is_file() {
+            return Err(p.err(format!("no such patch file: {}", p.value.display())).into());
+        }
+        if patches.contains(&p.value) {
+            return Err(p.err("this patch is already in the list").into());
+        }
+        patches.push(p.value.clone());
+    }
+    let mut options = BTreeMap::new();
+    for (k, v) in &m.source_options {
+        let good_key = k.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+            && k.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !good_key {
+            return Err(v
+                .err(format!(
+                    "option {k:?}: names are upper-case make/environment variables"
+                ))
+                .into());
+        }
+        if v.value.contains(['\n', '\'', '"', '\\', '$', '`']) {
+            return Err(v
+                .err("an option's value is one line without quotes, '$', '`' or '\\'")
+                .into());
+        }
+        options.insert(k.clone(), v.value.clone());
+    }
+    Ok(Some(SourceSpec {
+        package: package.value,
+        version: version.value,
+        mirror: mirror.value,
+        patches,
+        install: names,
+        options,
+    }))
+}
+
+fn check_mirror(line: &At<String>) -> Result<(), RecipeError> {
+    let words: Vec<&str> = line.value.split_whitespace().collect();
+    if words.len() < 3
+        || !(words[0].starts_with("http://")
+            || words[0].starts_with("https://")
+            || words[0].starts_with("file:/"))
+    {
+        return Err(line
+            .err("a mirror is `URI SUITE COMPONENT...`, e.g. \"http://deb.debian.org/debian bookworm main\"")
+            .into());
+    }
+    Ok(())
 }
 
 fn is_simple_name(s: &str) -> bool {

@@ -70,6 +70,14 @@ pub fn key(recipe: &Recipe) -> io::Result<String> {
         field("vmlinuz", &file_digest(vmlinuz)?);
         field("modules", &tree_digest(modules)?);
     }
+    if let Some(spec) = &recipe.source {
+        // The variant's key covers the source, its version, the patches' bytes and how they
+        // are built: the .deb files themselves are not byte-for-byte reproducible.
+        field(
+            "source",
+            crate::images::source::plan::variant_key(recipe, spec)?.as_bytes(),
+        );
+    }
     for s in &recipe.check_services {
         field("check", s.as_bytes());
     }

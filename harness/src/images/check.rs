@@ -109,6 +109,9 @@ async fn inspect(vm: &mut Machine, image: &Image) -> Result<CheckReport, VmError
             problems.push(format!("package {p} {v} is in the guest but not in the manifest"));
         }
     }
+    if let Some(src) = &m.source {
+        problems.extend(check_built(vm, src, scale(20)).await?);
+    }
     Ok(CheckReport {
         image: m.name.clone(),
         accel: vm.accel,
@@ -118,6 +121,53 @@ async fn inspect(vm: &mut Machine, image: &Image) -> Result<CheckReport, VmError
         system_state,
         problems,
     })
+}
+
+/// The packages built from source are the ones installed: dpkg's copy of each package's
+/// md5sums has the bytes of the built .deb's (a package of the same version built from
+/// other patches has other digests), and `dpkg --verify` finds every file as installed.
+async fn check_built(
+    vm: &mut Machine,
+    src: &crate::images::source::SourceRecord,
+    limit: Duration,
+) -> Result<Vec<String>, VmError> {
+    let mut problems = Vec::new();
+    let names: Vec<&str> = src.debs.keys().map(String::as_str).collect();
+    let files: Vec<String> = names
+        .iter()
+        .map(|p| format!("/var/lib/dpkg/info/{p}.md5sums"))
+        .collect();
+    let sums = vm.exec(&format!("sha256sum {}", files.join(" ")), limit).await?;
+    let got: std::collections::BTreeMap<&str, &str> = sums
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(h, f)| (f, h))
+        .collect();
+    for (pkg, deb) in &src.debs {
+        let file = format!("/var/lib/dpkg/info/{pkg}.md5sums");
+        match got.get(file.as_str()) {
+            Some(h) if *h == deb.md5sums_sha256 => {}
+            Some(_) => problems.push(format!(
+                "package {pkg} in the guest is not the one built from {} {} with {} patch(es) ({})",
+                src.package,
+                src.version,
+                src.patches.len(),
+                deb.file
+            )),
+            None => problems.push(format!("package {pkg}: no {file} in the guest")),
+        }
+    }
+    let verify = vm
+        .exec(&format!("dpkg --verify {}", names.join(" ")), limit)
+        .await?;
+    for l in verify.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        // Conffiles the recipe's own files or commands changed are expected to differ.
+        if !l.contains(" c /etc/") {
+            problems.push(format!("dpkg --verify: {l}"));
+        }
+    }
+    Ok(problems)
 }
 
 fn round1(d: Duration) -> f64 {

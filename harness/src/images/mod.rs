@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod check;
 pub mod plan;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -45,6 +46,10 @@ pub struct Manifest {
     pub build_seconds: f64,
     pub built_at: String,
     pub faultline_version: String,
+    /// For a recipe with `[source]`: the source version, the patches' hashes and the
+    /// packages built from them (which `images check` finds installed in the guest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<source::SourceRecord>,
 }
 
 /// A finished image in the cache.
@@ -127,14 +132,43 @@ pub enum BuildError {
     },
     #[error("image {name} is not built (recipe hash {key}); run `faultline images build` or `make images`")]
     NotBuilt { name: String, key: String },
+    #[error("image {name}: {what} needs root")]
+    NeedsRoot { name: String, what: String },
+    #[error("image {name}: patch {patch} does not apply to {against}: {failure} (nothing was built)")]
+    Patch {
+        name: String,
+        patch: String,
+        against: String,
+        failure: String,
+    },
 }
 
 impl BuildError {
     /// A bad recipe is input (exit 2); anything else broke (exit 3).
     pub fn exit_code(&self) -> u8 {
         match self {
-            BuildError::Recipe(_) => RecipeError::EXIT_CODE,
+            BuildError::Recipe(_) | BuildError::Patch { .. } => RecipeError::EXIT_CODE,
             _ => crate::exit::Exit::Broken.code(),
+        }
+    }
+
+    /// The same error, pointing at the log where it was kept after its build folder went.
+    pub(crate) fn with_log(self, kept: &Path) -> BuildError {
+        match self {
+            BuildError::Tool {
+                name,
+                tool,
+                status,
+                tail,
+                ..
+            } => BuildError::Tool {
+                name,
+                tool,
+                status,
+                log: kept.to_path_buf(),
+                tail,
+            },
+            other => other,
         }
     }
 }
@@ -207,7 +241,7 @@ fn entry_name(recipe: &Recipe, key: &str) -> String {
     format!("{}-{key}", recipe.name)
 }
 
-fn io_err(recipe: &Recipe, context: &str, source: io::Error) -> BuildError {
+pub(crate) fn io_err(recipe: &Recipe, context: &str, source: io::Error) -> BuildError {
     BuildError::Io {
         name: recipe.name.clone(),
         context: context.to_string(),
@@ -253,6 +287,11 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
         });
     }
     hosttools::require(&[hosttools::MMDEBSTRAP, hosttools::MKFS_EXT4, hosttools::QEMU_IMG])?;
+    // The packages built from source first: they are the image's input, cached apart.
+    let built = match &recipe.source {
+        Some(spec) => Some(source::build(recipe, spec, cache_root, say)?),
+        None => None,
+    };
     let key = cache::key(recipe).map_err(|e| io_err(recipe, "hashing the recipe's files", e))?;
     let store = store(cache_root);
     store.sweep_stale();
@@ -270,7 +309,7 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
     let work = lock
         .work()
         .map_err(|e| io_err(recipe, "removing a killed build's work folder", e))?;
-    match build_in(recipe, &key, work.path(), say) {
+    match build_in(recipe, &key, built.as_ref(), work.path(), say) {
         Ok(manifest) => {
             let dest = work
                 .publish("out")
@@ -286,22 +325,7 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
             let kept = store.dir().join(format!("{}-failed-build.log", recipe.name));
             let _ = std::fs::rename(&log, &kept);
             let _ = work.discard();
-            Err(match e {
-                BuildError::Tool {
-                    name,
-                    tool,
-                    status,
-                    tail,
-                    ..
-                } => BuildError::Tool {
-                    name,
-                    tool,
-                    status,
-                    log: kept,
-                    tail,
-                },
-                other => other,
-            })
+            Err(e.with_log(&kept))
         }
     }
 }
@@ -309,6 +333,7 @@ pub fn build(recipe: &Recipe, cache_root: &Path, say: &mut dyn FnMut(&str)) -> R
 fn build_in(
     recipe: &Recipe,
     key: &str,
+    built: Option<&source::BuiltDebs>,
     work: &Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<Manifest, BuildError> {
@@ -361,7 +386,8 @@ fn build_in(
         out: out.clone(),
         stage,
     };
-    let args = plan::mmdebstrap_args(recipe, mode, &paths);
+    let source_debs = built.map(|b| b.files()).unwrap_or_default();
+    let args = plan::mmdebstrap_args(recipe, mode, &paths, &source_debs);
     let log = out.join("build.log");
     say(&format!(
         "image {}: mmdebstrap ({} packages pinned, {} mode)",
@@ -399,7 +425,13 @@ fn build_in(
         .filter(|(_, v)| !v.is_empty())
         .map(|(p, v)| (p.to_string(), v.to_string()))
         .collect();
-    for (p, want) in &recipe.packages {
+    let mut pinned = recipe.packages.clone();
+    if let Some(b) = built {
+        for (p, d) in &b.record.debs {
+            pinned.insert(p.clone(), d.version.clone());
+        }
+    }
+    for (p, want) in &pinned {
         let got = packages.get(p).cloned().unwrap_or_else(|| "not installed".into());
         if &got != want {
             return Err(BuildError::PinMismatch {
@@ -425,7 +457,7 @@ fn build_in(
         recipe_hash: key.to_string(),
         kernel_release: recipe.kernel.release().to_string(),
         cmdline: recipe.kernel.cmdline().to_string(),
-        pinned: recipe.packages.clone(),
+        pinned,
         packages,
         check_services: recipe.check_services.clone(),
         sizes,
@@ -433,6 +465,7 @@ fn build_in(
         build_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         built_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         faultline_version: env!("CARGO_PKG_VERSION").to_string(),
+        source: built.map(|b| b.record.clone()),
     };
     // Synced with the artifacts when the store publishes the entry.
     std::fs::write(
@@ -445,7 +478,7 @@ fn build_in(
 
 /// Run a build tool (a command from [`procs::tree`]) with its output appended to `log`,
 /// within the build deadline.
-fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
+pub(crate) fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
     let ioe = |e: io::Error| io_err(recipe, &format!("running {tool}"), e);
     let logf = std::fs::OpenOptions::new()
         .create(true)
@@ -515,6 +548,15 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap())
             .collect();
-        assert_eq!(names, ["filer.toml", "frontend.toml"]);
+        assert_eq!(
+            names,
+            [
+                "filer.toml",
+                "frontend-2008-imap.toml",
+                "frontend-2008.toml",
+                "frontend-deb12u6.toml",
+                "frontend.toml"
+            ]
+        );
     }
 }

@@ -173,7 +173,14 @@ pub struct BuildPaths {
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// mmdebstrap's arguments (without the program name) for `recipe`.
-pub fn mmdebstrap_args(recipe: &Recipe, mode: Mode, paths: &BuildPaths) -> Vec<String> {
+/// `source_debs` are the packages built from the recipe's `[source]`, installed like
+/// `extra_debs`.
+pub fn mmdebstrap_args(
+    recipe: &Recipe,
+    mode: Mode,
+    paths: &BuildPaths,
+    source_debs: &[PathBuf],
+) -> Vec<String> {
     let mut a = vec![
         "--variant=minbase".to_string(),
         format!("--mode={}", mode.as_str()),
@@ -194,8 +201,8 @@ pub fn mmdebstrap_args(recipe: &Recipe, mode: Mode, paths: &BuildPaths) -> Vec<S
     ];
     let pins: Vec<String> = recipe.packages.iter().map(|(p, v)| format!("{p}={v}")).collect();
     a.push(format!("--include={}", pins.join(",")));
-    if !recipe.extra_debs.is_empty() {
-        for deb in &recipe.extra_debs {
+    if !recipe.extra_debs.is_empty() || !source_debs.is_empty() {
+        for deb in recipe.extra_debs.iter().chain(source_debs) {
             a.push(format!("--include={}", deb.display()));
         }
         a.push("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount".to_string());
@@ -237,6 +244,6 @@ mod tests {
             out: "/cache/tmp/out".into(),
             stage: "/cache/tmp/stage dir".into(),
         };
-        insta::assert_debug_snapshot!(mmdebstrap_args(&r, Mode::Root, &paths));
+        insta::assert_debug_snapshot!(mmdebstrap_args(&r, Mode::Root, &paths, &[]));
     }
 }

@@ -155,7 +155,7 @@ fn sizes_parse() {
 #[test]
 fn the_projects_recipes_resolve() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    for name in ["filer", "frontend"] {
+    for name in ["filer", "frontend", "frontend-2008"] {
         let r = load(&root.join("images").join(format!("{name}.toml"))).unwrap();
         let mut v = serde_json::to_value(&r).unwrap();
         let text = serde_json::to_string_pretty(&v)
@@ -164,4 +164,71 @@ fn the_projects_recipes_resolve() {
         v = serde_json::from_str(&text).unwrap();
         insta::assert_json_snapshot!(format!("recipe_{name}"), v);
     }
+}
+
+const SOURCE: &str = r#"
+[source]
+package = "dovecot"
+version = "1:2.3.19.1+dfsg1-2.1+deb12u6"
+mirror = "http://deb.debian.org/debian bookworm main"
+install = ["dovecot-core"]
+"#;
+
+#[test]
+fn built_packages_replace_the_pins_of_the_same_name() {
+    let top = format!(
+        "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\", \"src.toml\"]\n[packages]\ndovecot-core = \"1:2.3.19.1+dfsg1-2.1+deb12u7\"\ncurl = \"7.88.1-10+deb12u15\"\n[source]\npatches = [\"a.patch\", \"b.patch\"]\n"
+    );
+    let (_d, r) = load_in(
+        &[
+            ("base.toml", BASE),
+            ("src.toml", SOURCE),
+            ("a.patch", ""),
+            ("b.patch", ""),
+            ("x.toml", &top),
+        ],
+        "x.toml",
+    );
+    let r = r.unwrap();
+    assert!(!r.packages.contains_key("dovecot-core"));
+    assert!(r.packages.contains_key("curl"));
+    let s = r.source.unwrap();
+    assert_eq!(s.install, ["dovecot-core"]);
+    let names: Vec<_> = s
+        .patches
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a.patch", "b.patch"]);
+}
+
+#[test]
+fn a_missing_patch_file_is_named_where_the_recipe_lists_it() {
+    let top = "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\", \"src.toml\"]\n[source]\npatches = [\"gone.patch\"]\n";
+    let e = err_of(
+        &[("base.toml", BASE), ("src.toml", SOURCE), ("x.toml", top)],
+        "x.toml",
+    );
+    assert!(e.starts_with("x.toml:5:12: no such patch file"), "{e}");
+}
+
+#[test]
+fn a_source_without_install_is_one_error_at_the_table() {
+    let src = SOURCE.replace("install = [\"dovecot-core\"]\n", "");
+    let top = "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\", \"src.toml\"]\n";
+    let e = err_of(
+        &[("base.toml", BASE), ("src.toml", &src), ("x.toml", top)],
+        "x.toml",
+    );
+    assert!(e.starts_with("src.toml:3:11: [source] needs `install`"), "{e}");
+}
+
+#[test]
+fn a_source_option_with_a_quote_is_rejected() {
+    let top = "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\", \"src.toml\"]\n[source.options]\nDEB_BUILD_OPTIONS = \"a'b\"\n";
+    let e = err_of(
+        &[("base.toml", BASE), ("src.toml", SOURCE), ("x.toml", top)],
+        "x.toml",
+    );
+    assert!(e.starts_with("x.toml:5:21: an option's value"), "{e}");
 }

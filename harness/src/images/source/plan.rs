@@ -1,0 +1,294 @@
+//! What a source build runs, as data: mmdebstrap's arguments for the build root, the
+//! scripts run inside it, and the cache keys. Pure: snapshot-tested, and the scripts are
+//! part of the keys, so changing how packages are built rebuilds them.
+//!
+//! Two stages, two keys (see `images::source`):
+//! - the **base**: a build root (mmdebstrap `buildd` variant, the package's
+//!   build-dependencies, its source fetched by `apt-get source`) in which the unpatched
+//!   source is configured and compiled once. Keyed by suite, mirrors, package, version,
+//!   options and the scripts.
+//! - a **variant**: a copy of the base's compiled tree with the recipe's patches applied,
+//!   recompiled (only what the patches touched) and packaged. Keyed by the base key, the
+//!   patches' names and bytes and the packages installed.
+//!
+//! So the unpatched build and every patched one differ by their patches and nothing else,
+//! and only the first variant of a source pays for the compile.
+
+use std::io;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::images::plan::DEBIAN_KEYRING;
+use crate::recipe::{Recipe, SourceSpec};
+use crate::shquote::sh_quote;
+
+/// Bump when a source build changes in a way the scripts below don't show.
+const SOURCE_BUILDER_VERSION: &str = "faultline-source-1";
+
+/// Where the source is unpacked inside the build root. Absolute paths to it end up in the
+/// compiled tree (libtool, config.status), so every stage uses this same path.
+pub const TREE: &str = "/build/src";
+
+/// The environment a build runs with inside the root: a clean one, plus the recipe's
+/// options (as variables and as make command-line variables through MAKEFLAGS, which win
+/// over the rules file's own assignments such as `DEB_BUILD_MAINT_OPTIONS`). `parallel=`
+/// follows the machine (the script's `$jobs`), not the recipe, and is in no key.
+fn build_env(spec: &SourceSpec) -> String {
+    let mut words = vec![
+        "env -i".to_string(),
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "HOME=/root".to_string(),
+        "LC_ALL=C.UTF-8".to_string(),
+        "DEBIAN_FRONTEND=noninteractive".to_string(),
+    ];
+    let build_opts = spec
+        .options
+        .get("DEB_BUILD_OPTIONS")
+        .map(String::as_str)
+        .unwrap_or("");
+    words.push(format!(
+        "DEB_BUILD_OPTIONS={}\"parallel=$jobs\"",
+        sh_quote(&format!("{build_opts} ").trim_start().to_string())
+    ));
+    let mut makeflags = Vec::new();
+    for (k, v) in &spec.options {
+        if k != "DEB_BUILD_OPTIONS" {
+            words.push(format!("{k}={}", sh_quote(v)));
+        }
+        makeflags.push(format!("{k}={}", v.replace(' ', "\\ ")));
+    }
+    if !makeflags.is_empty() {
+        words.push(format!("MAKEFLAGS={}", sh_quote(&makeflags.join(" "))));
+    }
+    words.join(" ")
+}
+
+/// mmdebstrap's arguments for the build root of `spec`, made as a directory at `root`:
+/// Debian's `buildd` variant, the build-dependencies of that exact source version, and the
+/// source itself fetched (`apt-get source`) and unpacked (`dpkg-source -x`) at [`TREE`].
+pub fn root_args(recipe: &Recipe, spec: &SourceSpec, root: &Path) -> Vec<String> {
+    let pin = format!("{}={}", spec.package, spec.version);
+    let mut a = vec![
+        "--variant=buildd".to_string(),
+        "--mode=root".to_string(),
+        "--format=directory".to_string(),
+        "--aptopt=Acquire::Retries \"3\"".to_string(),
+        format!("--keyring={DEBIAN_KEYRING}"),
+        "--dpkgopt=force-unsafe-io".to_string(),
+        // apt inside the root (build-dep, source) resolves the mirror with the host's resolver.
+        "--customize-hook=cp /etc/resolv.conf \"$1\"/etc/resolv.conf".to_string(),
+        format!(
+            "--customize-hook=chroot \"$1\" env DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q {}",
+            sh_quote(&pin)
+        ),
+        format!(
+            "--customize-hook=chroot \"$1\" sh -euc {}",
+            sh_quote(&format!(
+                "mkdir -p /build && cd /build && apt-get source -q --download-only {} && dpkg-source --no-check -x *.dsc {TREE}",
+                sh_quote(&pin)
+            ))
+        ),
+        "--customize-hook=rm -f \"$1\"/etc/resolv.conf".to_string(),
+        recipe.suite.clone(),
+        root.to_string_lossy().into_owned(),
+    ];
+    a.extend(recipe.mirrors.iter().map(|m| format!("deb {m}")));
+    a.push(format!("deb-src {}", spec.mirror));
+    a
+}
+
+/// Where the stage scripts are put inside the root (base) or the variant's /build.
+pub const BASE_SCRIPT: &str = "/build/faultline-base.sh";
+pub const VARIANT_SCRIPT: &str = "/build/faultline-variant.sh";
+pub const CHECK_SCRIPT: &str = "/mnt/faultline-check.sh";
+
+/// Run inside the root as `sh BASE_SCRIPT JOBS`: configure and compile the unpatched source
+/// (`debian/rules build`; nothing is packaged).
+pub fn base_script(spec: &SourceSpec) -> String {
+    format!(
+        "#!/bin/sh\n# Generated by faultline: compile {} {} unpatched, once, for every variant to share.\nset -eu\njobs=$1\ncd {TREE}\n{} debian/rules build\n",
+        spec.package,
+        spec.version,
+        build_env(spec)
+    )
+}
+
+/// Applying the staged patches in order (`$1` is their folder), each named first.
+const APPLY: &str = "for p in \"$patches\"/*; do\n  [ -e \"$p\" ] || continue\n  echo \"faultline: applying ${p##*/}\"\n  patch -p1 --batch --forward --no-backup-if-mismatch < \"$p\"\ndone\n";
+
+/// Run inside the root as `sh VARIANT_SCRIPT JOBS`, with the variant's work folder mounted
+/// over /build: it holds a copy of the base's compiled tree at `src` and the patches at
+/// `patches/`. The patches are applied, make recompiles what they touched, and `debian/rules
+/// binary` (whose build stamp the base left) installs and packages into /build.
+pub fn variant_script(spec: &SourceSpec) -> String {
+    format!(
+        "#!/bin/sh\n# Generated by faultline: one variant of {} {}: patches, recompile, package.\nset -eu\njobs=$1 patches=/build/patches\ncd {TREE}\n{APPLY}{env} make -j\"$jobs\"\n{env} debian/rules binary\n",
+        spec.package,
+        spec.version,
+        env = build_env(spec)
+    )
+}
+
+/// Run inside the root as `sh CHECK_SCRIPT`, with the variant's work folder mounted at
+/// /mnt: the patches (at /mnt/patches) applied to a fresh unpack of the source, so a patch
+/// that does not apply is found before anything is compiled.
+pub fn check_script() -> String {
+    format!(
+        "#!/bin/sh\n# Generated by faultline: do the patches apply to the pristine source? Nothing is built.\nset -eu\npatches=/mnt/patches\ncd /mnt\nrm -rf check\ndpkg-source --no-check -x /build/*.dsc check >/dev/null\ncd check\n{APPLY}"
+    )
+}
+
+/// How the host runs the stages (`sh -euc` with these as the script; the arguments follow
+/// it). The variant's and the check's mounts live in a private mount namespace, so none
+/// outlives the build, whatever kills it.
+pub const RUN_BASE: &str = "exec chroot \"$1\" /bin/sh /build/faultline-base.sh \"$2\"";
+pub const RUN_VARIANT: &str = "exec unshare --mount --propagation private --fork /bin/sh -euc 'mount --bind \"$2\"/build \"$1\"/build && mount -t tmpfs faultline-tmp \"$1\"/tmp && exec chroot \"$1\" /bin/sh /build/faultline-variant.sh \"$3\"' faultline-variant \"$1\" \"$2\" \"$3\"";
+pub const RUN_CHECK: &str = "exec unshare --mount --propagation private --fork /bin/sh -euc 'mount --bind \"$2\" \"$1\"/mnt && mount -t tmpfs faultline-tmp \"$1\"/tmp && exec chroot \"$1\" /bin/sh /mnt/faultline-check.sh' faultline-check \"$1\" \"$2\"";
+
+/// The file name a patch is staged under: its place in the order, then its own name, so a
+/// shell glob applies them in the recipe's order.
+pub fn staged_patch_name(i: usize, patch: &Path) -> String {
+    format!(
+        "{:02}-{}",
+        i + 1,
+        patch.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    )
+}
+
+struct Hasher(Sha256);
+
+impl Hasher {
+    fn field(&mut self, name: &str, bytes: &[u8]) {
+        self.0.update(name.as_bytes());
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+    fn finish(self) -> String {
+        hex::encode(&self.0.finalize()[..8])
+    }
+}
+
+/// The key of the base: what decides the compiled unpatched tree.
+pub fn base_key(recipe: &Recipe, spec: &SourceSpec) -> String {
+    let mut h = Hasher(Sha256::new());
+    h.field("builder", SOURCE_BUILDER_VERSION.as_bytes());
+    h.field("suite", recipe.suite.as_bytes());
+    for m in &recipe.mirrors {
+        h.field("mirror", m.as_bytes());
+    }
+    h.field("source-mirror", spec.mirror.as_bytes());
+    h.field("package", spec.package.as_bytes());
+    h.field("version", spec.version.as_bytes());
+    for (k, v) in &spec.options {
+        h.field("option", format!("{k}={v}").as_bytes());
+    }
+    h.field(
+        "root",
+        root_args(recipe, spec, Path::new("/root")).join("\n").as_bytes(),
+    );
+    h.field("script", base_script(spec).as_bytes());
+    h.field("run", RUN_BASE.as_bytes());
+    h.finish()
+}
+
+/// The key of a variant: the base's, and every patch by name and bytes, in order.
+pub fn variant_key(recipe: &Recipe, spec: &SourceSpec) -> io::Result<String> {
+    let mut h = Hasher(Sha256::new());
+    h.field("base", base_key(recipe, spec).as_bytes());
+    for (i, p) in spec.patches.iter().enumerate() {
+        h.field("patch-name", staged_patch_name(i, p).as_bytes());
+        h.field(
+            "patch",
+            &std::fs::read(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
+        );
+    }
+    for p in &spec.install {
+        h.field("install", p.as_bytes());
+    }
+    h.field("script", variant_script(spec).as_bytes());
+    h.field("run", RUN_VARIANT.as_bytes());
+    Ok(h.finish())
+}
+
+/// Where `patch` says a patch failed: the file it was patching and the hunk's line
+/// (`Hunk #2 FAILED at 593.`), or what else it said (`can't find file to patch`, a
+/// malformed patch, a patch already applied).
+pub fn patch_failure(output: &str) -> Option<String> {
+    let mut file = String::new();
+    let mut problems = Vec::new();
+    for l in output.lines() {
+        let l = l.trim();
+        if let Some(f) = l
+            .strip_prefix("patching file ")
+            .or_else(|| l.strip_prefix("checking file "))
+        {
+            file = f.trim_matches('\'').to_string();
+        } else if l.starts_with("Hunk #") && l.contains("FAILED") {
+            problems.push(format!("{file}: {l}"));
+        } else if l.contains("can't find file to patch")
+            || l.starts_with("patch: **** ")
+            || l.contains("Reversed (or previously applied) patch detected")
+            || l.contains("No file to patch")
+            || l.contains("Only garbage was found")
+        {
+            problems.push(l.to_string());
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::recipe::project_recipe;
+
+    #[test]
+    fn the_2008_variant_scripts() {
+        let r = project_recipe("frontend-2008");
+        let s = r.source.as_ref().unwrap();
+        insta::assert_snapshot!(format!(
+            "{}---- variant\n{}---- check\n{}---- run\n{RUN_BASE}\n{RUN_VARIANT}\n{RUN_CHECK}\n---- root\n{}",
+            base_script(s),
+            variant_script(s),
+            check_script(),
+            root_args(&r, s, Path::new("/cache/sources/.tmp/x/root")).join("\n")
+        ));
+    }
+
+    #[test]
+    fn variants_of_one_source_share_the_base_and_differ_by_their_patches() {
+        let a = project_recipe("frontend-deb12u6");
+        let b = project_recipe("frontend-2008-imap");
+        let c = project_recipe("frontend-2008");
+        let (sa, sb, sc) = (
+            a.source.as_ref().unwrap(),
+            b.source.as_ref().unwrap(),
+            c.source.as_ref().unwrap(),
+        );
+        assert_eq!(base_key(&a, sa), base_key(&b, sb));
+        assert_eq!(base_key(&a, sa), base_key(&c, sc));
+        let keys = [
+            variant_key(&a, sa).unwrap(),
+            variant_key(&b, sb).unwrap(),
+            variant_key(&c, sc).unwrap(),
+        ];
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[1], keys[2]);
+        assert_ne!(keys[0], keys[2]);
+    }
+
+    #[test]
+    fn a_failed_hunk_is_named_with_its_file() {
+        let out = "faultline: applying 01-x.patch\nchecking file src/pop3/pop3-client.c\nHunk #1 succeeded at 407.\nHunk #2 FAILED at 593.\n1 out of 2 hunks FAILED\n";
+        assert_eq!(
+            patch_failure(out).unwrap(),
+            "src/pop3/pop3-client.c: Hunk #2 FAILED at 593."
+        );
+        assert_eq!(patch_failure("checking file a.c\n"), None);
+        assert!(patch_failure("can't find file to patch at input line 3\n")
+            .unwrap()
+            .contains("can't find file"));
+    }
+}
