@@ -107,6 +107,10 @@ struct RunArgs {
     /// Where run folders go.
     #[arg(long, default_value = "results")]
     results: PathBuf,
+    /// Run on other images than the case files name: NAME is a guest (imap1) or an image
+    /// (frontend: every guest running it); a comma list runs each arm once per image.
+    #[arg(long = "image", value_name = "NAME=IMAGE[,IMAGE...]")]
+    images: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -252,6 +256,7 @@ fn main() -> ExitCode {
                 partition: a.partition,
                 jobs: a.jobs,
                 results: a.results,
+                images: a.images,
             };
             commands::run(&o, &Terminal::timed())
         }
