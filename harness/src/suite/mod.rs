@@ -9,11 +9,14 @@
 //!   for the exit code; a kept lab served to `faultline shell`.
 //! - `overrides.rs` — `--image NAME=IMAGE[,IMAGE…]`: parsed, checked, expanded into
 //!   variants and applied to an arm's guests (pure).
+//! - `bisect.rs` — `faultline bisect`'s search over an ordered image list (pure): which
+//!   image to run next, the first change, an unknown stops it.
 //! - `jobs.rs` — `--jobs N | auto`: how many arms at once, `auto` from cores and memory.
 //!
 //! Architecture invariant: nothing here prints. Progress and results go to a
 //! [`crate::console::Console`] or a `say` callback the caller chose.
 
+pub mod bisect;
 mod jobs;
 pub mod overrides;
 mod run_dir;

@@ -33,17 +33,7 @@ impl std::str::FromStr for ImageOverride {
                 "NAME must be a guest or image name (lower-case letters, digits, '-', '_')",
             ));
         }
-        let images: Vec<String> = list.split(',').map(str::to_string).collect();
-        if let Some(i) = images.iter().find(|i| !is_name(i)) {
-            return Err(bad(&format!(
-                "{i:?} is not an image name (lower-case letters, digits and '-')"
-            )));
-        }
-        for (k, i) in images.iter().enumerate() {
-            if images[..k].contains(i) {
-                return Err(bad(&format!("image {i} is listed twice")));
-            }
-        }
+        let images = image_list(list).map_err(|e| bad(&e))?;
         Ok(ImageOverride {
             name: name.to_string(),
             images,
@@ -55,6 +45,23 @@ impl std::fmt::Display for ImageOverride {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}={}", self.name, self.images.join(","))
     }
+}
+
+/// A comma-separated list of image names, none twice (`--image`'s and `bisect --images`');
+/// the error says what is wrong with it.
+pub fn image_list(list: &str) -> Result<Vec<String>, String> {
+    let images: Vec<String> = list.split(',').map(str::to_string).collect();
+    if let Some(i) = images.iter().find(|i| !is_name(i)) {
+        return Err(format!(
+            "{i:?} is not an image name (lower-case letters, digits and '-')"
+        ));
+    }
+    for (k, i) in images.iter().enumerate() {
+        if images[..k].contains(i) {
+            return Err(format!("image {i} is listed twice"));
+        }
+    }
+    Ok(images)
 }
 
 fn is_name(s: &str) -> bool {
