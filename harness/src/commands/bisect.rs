@@ -83,9 +83,10 @@ pub fn bisect(o: &BisectOptions, console: &dyn Console) -> Result<Exit, CommandE
     };
     hosttools::require(&[hosttools::QEMU_SYSTEM, hosttools::QEMU_IMG])?;
     let cache = &o.common.cache;
+    let labels = bisect::labels(&list);
     let variant = |i: usize| Variant {
         picks: vec![(guest.clone(), list[i].clone())],
-        label: Some(list[i].clone()),
+        label: Some(labels[i].clone()),
     };
     // Only the images the search reaches are built, as `run` builds a missing one.
     let images_of = |i: usize| {

@@ -117,6 +117,21 @@ pub fn run(n: usize, mut oracle: impl FnMut(usize) -> Verdict) -> Option<(Vec<us
     }
 }
 
+/// Each image's label in a bisect's run (its arms are `<arm>@<label>`): the image's name, and
+/// for the k-th time a name is listed again (k ≥ 2) `<name>.<k>`, so a list that repeats an
+/// image (a check that the arm agrees with itself) still gives each step a record and folder
+/// of its own. Recipe names have no `.`, so a label never is another image's name.
+pub fn labels(images: &[String]) -> Vec<String> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(k, i)| match images[..k].iter().filter(|j| *j == i).count() {
+            0 => i.clone(),
+            n => format!("{i}.{}", n + 1),
+        })
+        .collect()
+}
+
 /// The guest a bisect puts the images on when none is named: the only guest of `arm` whose
 /// image (after the arm's `setup.images`) has the role `role` (that of the first image).
 /// `role_of` gives an image's role from its recipe.
@@ -174,6 +189,12 @@ mod tests {
     /// Pass up to image `k` (exclusive), fail from it.
     fn step_at(k: usize) -> impl Fn(usize) -> Verdict {
         move |i| if i < k { Pass } else { Fail }
+    }
+
+    #[test]
+    fn a_repeated_image_gets_a_label_of_its_own() {
+        let list: Vec<String> = ["a", "b", "a", "a"].map(String::from).to_vec();
+        assert_eq!(labels(&list), ["a", "b", "a.2", "a.3"]);
     }
 
     #[test]

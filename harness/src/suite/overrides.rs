@@ -34,6 +34,12 @@ impl std::str::FromStr for ImageOverride {
             ));
         }
         let images = image_list(list).map_err(|e| bad(&e))?;
+        // The same image twice would be two variants with one name.
+        for (k, i) in images.iter().enumerate() {
+            if images[..k].contains(i) {
+                return Err(bad(&format!("image {i} is listed twice")));
+            }
+        }
         Ok(ImageOverride {
             name: name.to_string(),
             images,
@@ -47,19 +53,14 @@ impl std::fmt::Display for ImageOverride {
     }
 }
 
-/// A comma-separated list of image names, none twice (`--image`'s and `bisect --images`');
-/// the error says what is wrong with it.
+/// A comma-separated list of image names (`--image`'s and `bisect --images`'); the error
+/// says what is wrong with it.
 pub fn image_list(list: &str) -> Result<Vec<String>, String> {
     let images: Vec<String> = list.split(',').map(str::to_string).collect();
     if let Some(i) = images.iter().find(|i| !is_name(i)) {
         return Err(format!(
             "{i:?} is not an image name (lower-case letters, digits and '-')"
         ));
-    }
-    for (k, i) in images.iter().enumerate() {
-        if images[..k].contains(i) {
-            return Err(format!("image {i} is listed twice"));
-        }
     }
     Ok(images)
 }

@@ -76,8 +76,8 @@ fn bisect_needs_two_images_a_case_arm_and_known_images() {
             "`smoke`: bisect takes one CASE::ARM",
         ),
         (
-            vec!["bisect", "smoke::baseline", "--images", "frontend,frontend"],
-            "image frontend is listed twice",
+            vec!["bisect", "smoke::baseline", "--images", "frontend,Frontend"],
+            "--images frontend,Frontend: \"Frontend\" is not an image name",
         ),
         (
             vec![
