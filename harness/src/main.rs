@@ -60,6 +60,28 @@ enum Cmd {
     Shell(ShellArgs),
     /// Make one run folder of several (shards of `run --partition`, or reruns).
     Merge(MergeArgs),
+    /// Find the first image of an ordered list on which an arm's verdict changes.
+    Bisect(BisectArgs),
+}
+
+#[derive(clap::Args)]
+struct BisectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The arm, as CASE::ARM.
+    #[arg(value_name = "CASE::ARM")]
+    target: String,
+    /// The images, in order (e.g. unpatched, first patch, both patches).
+    #[arg(long, value_name = "A,B,C...")]
+    images: String,
+    /// The guest that runs each image (default: the only one whose image has A's role).
+    #[arg(long)]
+    guest: Option<String>,
+    #[arg(long, default_value = faultline::suite::CASES_DIR)]
+    cases_dir: PathBuf,
+    /// Where run folders go.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -107,6 +129,10 @@ struct RunArgs {
     /// Where run folders go.
     #[arg(long, default_value = "results")]
     results: PathBuf,
+    /// Run on other images than the case files name: NAME is a guest (imap1) or an image
+    /// (frontend: every guest running it); a comma list runs each arm once per image.
+    #[arg(long = "image", value_name = "NAME=IMAGE[,IMAGE...]")]
+    images: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -252,6 +278,7 @@ fn main() -> ExitCode {
                 partition: a.partition,
                 jobs: a.jobs,
                 results: a.results,
+                images: a.images,
             };
             commands::run(&o, &Terminal::timed())
         }
@@ -268,6 +295,17 @@ fn main() -> ExitCode {
                 results: a.results,
             };
             commands::merge(&o, &plain)
+        }
+        Cmd::Bisect(a) => {
+            let o = commands::BisectOptions {
+                common: a.common.resolve(),
+                target: a.target,
+                images: a.images,
+                guest: a.guest,
+                cases_dir: a.cases_dir,
+                results: a.results,
+            };
+            commands::bisect(&o, &Terminal::timed())
         }
         Cmd::Shell(a) => {
             let o = commands::ShellOptions {

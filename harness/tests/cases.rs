@@ -152,7 +152,15 @@ fn run_trial(
     let never = std::future::pending::<&'static str>();
     let name = format!("{}::{}", case.name, arm.name);
     let ran = suite::runtime()
-        .block_on(slot.run(case, arm, imgs, false, never, &mut |l| eprintln!("  {name}: {l}")))
+        .block_on(slot.run(
+            case,
+            arm,
+            &suite::Variant::default(),
+            imgs,
+            false,
+            never,
+            &mut |l| eprintln!("  {name}: {l}"),
+        ))
         .unwrap_or_else(|_| unreachable!("only a signal interrupts an arm, and a trial waits for none"));
     let r = ran.record.clone();
     let mut runner = run_lock.lock().unwrap_or_else(|p| p.into_inner());

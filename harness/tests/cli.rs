@@ -491,3 +491,6 @@ mod merge;
 
 #[path = "cli/host_deps.rs"]
 mod host_deps;
+
+#[path = "cli/images.rs"]
+mod images;

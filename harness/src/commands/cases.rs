@@ -15,7 +15,7 @@ use crate::console::Console;
 use crate::exit::Exit;
 use crate::images::{self, Image};
 use crate::results::ArmRecord;
-use crate::suite::{self, Interrupted, Jobs, Partition, Runner, Turn};
+use crate::suite::{self, overrides, Interrupted, Jobs, Partition, Runner, Turn, Variant};
 use crate::{hosttools, run};
 
 /// Load the named cases; a bad one is its `file:line:column: message`.
@@ -60,6 +60,9 @@ pub struct RunOptions {
     pub jobs: Jobs,
     /// Where run folders go.
     pub results: PathBuf,
+    /// `--image NAME=IMAGE[,IMAGE…]` as given: other images than the case files name, each
+    /// arm run once per listed image.
+    pub images: Vec<String>,
 }
 
 /// `faultline run`: exit 0 when every arm met its expectation, 1 when one did not, 3 when a
@@ -74,38 +77,57 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
         }
     }
     let chosen = suite::select(&cases, o.arm.as_deref(), o.partition);
+    let asked = overrides::parse(&o.images).map_err(CommandError::Input)?;
     let recipes = images::load_recipes(&o.common.recipes, &[])?;
+    let selected: Vec<_> = chosen
+        .iter()
+        .map(|(ci, arm)| (&cases[*ci], cases[*ci].arm(arm).expect("selected arms exist")))
+        .collect();
+    let names: Vec<&str> = recipes.iter().map(|r| r.name.as_str()).collect();
+    overrides::check(&asked, &selected, &names).map_err(CommandError::Input)?;
     hosttools::require(&[hosttools::QEMU_SYSTEM, hosttools::QEMU_IMG])?;
     let cache = &o.common.cache;
+    let variants = overrides::expand(&asked);
     // Images first (built if missing): a run never starts half its arms and then finds one
-    // cannot be built.
+    // cannot be built. Each arm runs once per variant, its variants one after another.
+    let mut planned: Vec<(usize, &Variant)> = Vec::new();
     let mut arm_images = Vec::new();
-    for (ci, arm) in &chosen {
-        let case = &cases[*ci];
-        let arm = case.arm(arm).expect("selected arms exist");
-        let found = run::arm_images(case, arm, &recipes, cache, true, &mut |l| console.progress(l))
-            .map_err(|e| CommandError::Broken(format!("{}::{}: {e}", case.name, arm.name)))?;
-        arm_images.push(found);
+    for (k, (case, arm)) in selected.iter().enumerate() {
+        for v in &variants {
+            let named = overrides::apply(case, arm, &v.picks);
+            let found = run::images_named(&named, &recipes, cache, true, &mut |l| console.progress(l))
+                .map_err(|e| CommandError::Broken(format!("{}::{}: {e}", case.name, v.arm_id(&arm.name))))?;
+            planned.push((k, v));
+            arm_images.push(found);
+        }
     }
     let probe = arm_images.first().and_then(|m| m.values().next());
     let decision = suite::decide_accel(o.common.accel, probe, console);
-    let rerun = suite::rerun_selection(&o.cases, o.arm.as_deref(), o.partition, decision.accel);
+    let image_args: String = asked.iter().map(|a| format!(" --image {a}")).collect();
+    let rerun = suite::rerun_selection(&o.cases, o.arm.as_deref(), o.partition, decision.accel) + &image_args;
     // Read before the new run folder becomes `latest`.
     let last_time = previous_durations(&o.results);
     let mut runner = Runner::create(&o.results, "", decision.accel, cache.clone(), rerun).map_err(|e| {
         CommandError::Broken(format!("creating the run folder in {}: {e}", o.results.display()))
     })?;
     runner.add_versions(&distinct(&arm_images));
+    runner.run_dir.record.images = asked.iter().map(ToString::to_string).collect();
     console.note(&format!("results: {}", runner.run_dir.dir.display()));
-    let total = chosen.len();
-    let turns: Vec<Turn> = chosen
+    let total = planned.len();
+    let turns: Vec<Turn> = planned
         .iter()
         .zip(&arm_images)
-        .map(|((ci, arm), images)| Turn {
-            case: &cases[*ci],
-            arm: cases[*ci].arm(arm).expect("selected arms exist"),
-            images,
-            expected_s: last_time.get(&(cases[*ci].name.clone(), arm.clone())).copied(),
+        .map(|(&(k, variant), images)| {
+            let (case, arm) = selected[k];
+            Turn {
+                case,
+                arm,
+                variant,
+                images,
+                expected_s: last_time
+                    .get(&(case.name.clone(), variant.arm_id(&arm.name)))
+                    .copied(),
+            }
         })
         .collect();
     // A kept lab must live on this thread (its guests die with the thread that started
@@ -136,9 +158,9 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
     let mut kept = None;
     if let Some(t) = last {
         let mut say = |l: &str| console.progress(&format!("[{total}/{total}] {l}"));
-        say(&format!("{}::{}", t.case.name, t.arm.name));
+        say(&format!("{}::{}", t.case.name, t.variant.arm_id(&t.arm.name)));
         let stop = suite::stop_signal();
-        let ran = match rt.block_on(runner.arm(t.case, t.arm, t.images, true, stop, &mut say)) {
+        let ran = match rt.block_on(runner.arm(t.case, t.arm, t.variant, t.images, true, stop, &mut say)) {
             Ok(r) => r,
             Err(Interrupted(signal)) => return interrupted(signal, &runner),
         };

@@ -1,6 +1,7 @@
 //! The bodies of `faultline`'s subcommands: the binary parses the command line and calls one
 //! of these with a [`Console`], then turns what it returns into an exit code.
 //!
+//! - `bisect.rs` — `bisect`: the first image of a list on which an arm's verdict changes.
 //! - `cache.rs` — `cache list | prune`: the image cache's entries, and forgetting them.
 //! - `cases.rs` — `list` and `run` (through [`crate::suite`]).
 //! - `images.rs` — `images build | check | list`.
@@ -14,6 +15,7 @@
 //! [`CommandError`] it stopped at, and writes lines only to its [`Console`] (a shell's guest
 //! output only to the writers it is given).
 
+mod bisect;
 mod cache;
 mod cases;
 mod images;
@@ -29,6 +31,7 @@ use crate::command_error::CommandError;
 use crate::console::Console;
 use crate::exit::Exit;
 
+pub use bisect::{bisect, BisectOptions};
 pub use cache::{list_cache, prune_cache, PruneOptions};
 pub use cases::{list, run, RunOptions};
 pub use images::{build_images, check_images, list_images};

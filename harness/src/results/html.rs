@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use super::escape::html as esc;
 use super::merge::MergeRecord;
+use super::variants::VariantTable;
 use super::{ArmRecord, Event, EventKind, RunRecord};
 use crate::case::Verdict;
 
@@ -22,6 +23,9 @@ pub fn render(run: &RunRecord, histories: &[Vec<Event>]) -> String {
     out.push_str(&format!("<style>{CSS}</style>\n</head>\n<body>\n"));
     header(&mut out, run);
     summary(&mut out, run, &anchors);
+    if let Some(table) = &run.variants {
+        variants(&mut out, table, run, &anchors);
+    }
     for (i, arm) in run.arms.iter().enumerate() {
         let history = histories.get(i).map(Vec::as_slice).unwrap_or_default();
         arm_section(&mut out, arm, &anchors[i], history);
@@ -65,6 +69,7 @@ svg.tl{width:100%;height:auto;font:10px system-ui,sans-serif;border:1px solid #e
 .tl .op{stroke:#333}.tl .op.badop{stroke:#c92a2a;stroke-width:2}
 .tl .mark{stroke:#1c5fb8;stroke-dasharray:3 3}
 .legend{font-size:.85em;color:#555;margin:.2rem 0 .6rem}
+table.variants td{min-width:9em}table.variants .m{display:block;font-size:.85em;color:#444}
 .legend i{display:inline-block;width:1em;height:.7em;margin:0 .25em 0 .8em;vertical-align:middle}
 ";
 
@@ -175,6 +180,43 @@ fn summary(out: &mut String, run: &RunRecord, anchors: &[String]) {
             met_mark(arm.met),
             if arm.finding.is_some() { "yes" } else { "" },
         ));
+    }
+    out.push_str("</table>\n</section>\n");
+}
+
+/// Image × arm: one row per arm, one column per image, each cell the verdict (linked to the
+/// arm's section), whether it met its expectation, and the arm's measures.
+fn variants(out: &mut String, t: &VariantTable, run: &RunRecord, anchors: &[String]) {
+    out.push_str(
+        "<section id=\"variants\">\n<h2>Variants</h2>\n<table class=\"variants\">\n<tr><th>Arm</th>",
+    );
+    for image in &t.images {
+        out.push_str(&format!("<th>{}</th>", esc(image)));
+    }
+    out.push_str("</tr>\n");
+    for row in &t.arms {
+        out.push_str(&format!("<tr><th>{}</th>", esc(row)));
+        for image in &t.images {
+            let Some(c) = t.cell(row, image) else {
+                out.push_str("<td class=\"muted\">not run</td>");
+                continue;
+            };
+            let verdict = match run.arms.iter().position(|a| a.dir == c.dir) {
+                Some(i) => format!("<a href=\"#{}\">{}</a>", esc(&anchors[i]), badge(c.verdict)),
+                None => badge(c.verdict),
+            };
+            out.push_str(&format!("<td>{verdict} {}", met_mark(c.met)));
+            for m in &c.measures {
+                let value = match (&m.value, &m.unit) {
+                    (Some(v), Some(u)) => format!("{} {}", esc(v), esc(u)),
+                    (Some(v), None) => esc(v),
+                    (None, _) => "—".into(),
+                };
+                out.push_str(&format!("<span class=\"m\">{}: {value}</span>", esc(&m.name)));
+            }
+            out.push_str("</td>");
+        }
+        out.push_str("</tr>\n");
     }
     out.push_str("</table>\n</section>\n");
 }
@@ -872,6 +914,27 @@ mod tests {
             ev(14.0, StepEnd, "mount <b>", Some("imap2"), Some(true), None),
         ];
         vec![baseline, grant_lost]
+    }
+
+    #[test]
+    fn variants_table_html() {
+        let run = crate::results::variants::tests::variant_run();
+        let mut out = String::new();
+        variants(
+            &mut out,
+            run.variants.as_ref().unwrap(),
+            &run,
+            &anchors(&run.arms),
+        );
+        insta::assert_snapshot!(out);
+        let page = render(&run, &[]);
+        assert!(page.contains("<section id=\"variants\">"));
+    }
+
+    #[test]
+    fn a_run_without_variant_arms_has_no_variants_section() {
+        let page = render(&fixture(), &histories());
+        assert!(!page.contains("id=\"variants\""));
     }
 
     #[test]

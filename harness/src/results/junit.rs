@@ -168,7 +168,7 @@ fn seconds(s: f64) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(in crate::results) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -229,6 +229,8 @@ pub(super) mod tests {
             traces: vec![],
             dir: "nfs-lock/baseline".into(),
             rerun: "faultline run --case nfs-lock --arm baseline".into(),
+            images: BTreeMap::new(),
+            variant: None,
         };
         let grant_lost = ArmRecord {
             case: "nfs-lock".into(),
@@ -276,6 +278,8 @@ pub(super) mod tests {
             traces: vec![],
             dir: "nfs-lock/grant-lost".into(),
             rerun: "faultline run --case nfs-lock --arm grant-lost".into(),
+            images: BTreeMap::new(),
+            variant: None,
         };
         let agent_gone = ArmRecord {
             case: "imap-idle".into(),
@@ -298,6 +302,8 @@ pub(super) mod tests {
             traces: vec![],
             dir: "imap-idle/partition".into(),
             rerun: "faultline run --case imap-idle --arm partition".into(),
+            images: BTreeMap::new(),
+            variant: None,
         };
         RunRecord {
             run_id: "20261128-191530-ab12".into(),
@@ -311,6 +317,8 @@ pub(super) mod tests {
             ]),
             rerun: "faultline run --case nfs-lock --case imap-idle".into(),
             merged: None,
+            images: Vec::new(),
+            variants: None,
         }
     }
 

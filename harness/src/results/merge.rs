@@ -172,6 +172,11 @@ pub fn merge(run_id: &str, sources: &[Source]) -> Merged {
         duplicates,
         mismatches,
     };
+    let arms: Vec<_> = kept
+        .iter()
+        .map(|&(s, j)| sources[s].record.arms[j].clone())
+        .collect();
+    let variants = super::variants::table(&arms);
     let record = RunRecord {
         run_id: run_id.to_string(),
         started_unix: sources
@@ -180,13 +185,19 @@ pub fn merge(run_id: &str, sources: &[Source]) -> Merged {
             .reduce(f64::min)
             .unwrap_or(0.0),
         accel: accels.join(" | "),
-        arms: kept
-            .iter()
-            .map(|&(s, j)| sources[s].record.arms[j].clone())
-            .collect(),
+        arms,
         versions,
         rerun: rerun(sources),
         merged: Some(merged),
+        images: distinct(
+            sources
+                .iter()
+                .flat_map(|s| s.record.images.iter().map(String::as_str)),
+        )
+        .into_iter()
+        .map(str::to_string)
+        .collect(),
+        variants,
     };
     Merged {
         record,

@@ -21,6 +21,9 @@ mod escape;
 pub mod html;
 pub mod junit;
 pub mod merge;
+pub mod variants;
+
+pub use variants::{ArmVariant, GuestImage, VariantTable};
 
 /// `run.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +41,13 @@ pub struct RunRecord {
     /// For a run made by `faultline merge`: its sources, duplicates and version mismatches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<merge::MergeRecord>,
+    /// `--image NAME=IMAGE[,IMAGE…]` as given (none: the case files' images).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Image × arm → verdict and measures, when arms ran on several images (`--image` with a
+    /// list, `faultline bisect`): made from the arms by [`variants::table`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<VariantTable>,
 }
 
 /// One arm of one case.
@@ -83,6 +93,14 @@ pub struct ArmRecord {
     pub dir: String,
     /// The command that runs this arm alone again.
     pub rerun: String,
+    /// Guest → the image it ran: recipe name and recipe hash (after the arm's `setup.images`
+    /// and any `--image`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, GuestImage>,
+    /// For one of several image variants of an arm: the case's arm and the images (`arm` is
+    /// then `<arm>@<image>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<ArmVariant>,
 }
 
 /// A segment's trace as the checks saw it: the switch's count of frames it received and of

@@ -33,7 +33,7 @@ use crate::disks::DiskSpec;
 use crate::images::{self, Image};
 use crate::lab::{GuestSpec, Lab, LabSpec};
 use crate::recipe::Recipe;
-use crate::results::{ArmRecord, CheckRecord, EventKind, FaultRecord, TraceRecord};
+use crate::results::{ArmRecord, ArmVariant, CheckRecord, EventKind, FaultRecord, GuestImage, TraceRecord};
 use crate::run::context::Ctx;
 use crate::run::guests::Guests;
 use crate::run::history::History;
@@ -66,13 +66,32 @@ pub fn arm_images(
     build: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<BTreeMap<String, Image>, String> {
+    let names = case
+        .guests
+        .iter()
+        .map(|g| {
+            let image = arm.setup.images.get(&g.name).unwrap_or(&g.image);
+            (g.name.clone(), image.clone())
+        })
+        .collect();
+    images_named(&names, recipes, cache_root, build, say)
+}
+
+/// The image of each guest in `names` (guest → recipe name), building those not in the
+/// cache when `build` is set (what `faultline run` does with an image it has not built).
+pub fn images_named(
+    names: &BTreeMap<String, String>,
+    recipes: &[Recipe],
+    cache_root: &Path,
+    build: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<BTreeMap<String, Image>, String> {
     let mut out = BTreeMap::new();
-    for g in &case.guests {
-        let name = arm.setup.images.get(&g.name).unwrap_or(&g.image);
+    for (guest, name) in names {
         let recipe = recipes
             .iter()
             .find(|r| &r.name == name)
-            .ok_or_else(|| format!("guest {}: no image recipe named {name}", g.name))?;
+            .ok_or_else(|| format!("guest {guest}: no image recipe named {name}"))?;
         let image = match images::lookup(recipe, cache_root) {
             Ok(i) => i,
             Err(e) if !build => return Err(e.to_string()),
@@ -82,24 +101,58 @@ pub fn arm_images(
                     .image
             }
         };
-        out.insert(g.name.clone(), image);
+        out.insert(guest.clone(), image);
     }
     Ok(out)
 }
 
-/// Run one arm; its results go to `<run_dir>/<case>/<arm>/`.
+/// An arm's record named for the images it runs on: `images` recorded (guest → recipe name
+/// and hash), and with `variant` (one of several image variants of the arm) the record and
+/// its folder called `<arm>@<variant>`.
+pub fn on_images(
+    mut record: ArmRecord,
+    variant: Option<&str>,
+    images: &BTreeMap<String, Image>,
+) -> ArmRecord {
+    record.images = images
+        .iter()
+        .map(|(g, i)| {
+            let image = GuestImage {
+                image: i.manifest.name.clone(),
+                recipe: i.manifest.recipe_hash.clone(),
+            };
+            (g.clone(), image)
+        })
+        .collect();
+    if let Some(v) = variant {
+        let base = std::mem::take(&mut record.arm);
+        record.arm = format!("{base}@{v}");
+        record.dir = format!("{}/{}", record.case, record.arm);
+        record.variant = Some(ArmVariant {
+            arm: base,
+            image: v.to_string(),
+        });
+    }
+    record
+}
+
+/// Run one arm; its results go to `<run_dir>/<case>/<arm>/` (`<arm>@<variant>/` for one of
+/// several image variants of the arm, see [`on_images`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_arm(
     env: &Env,
     case: &Case,
     arm: &Arm,
+    variant: Option<&str>,
     images: &BTreeMap<String, Image>,
     run_dir: &Path,
     rerun: String,
     say: &mut dyn FnMut(&str),
 ) -> ArmRun {
     let started = Instant::now();
-    let dir = run_dir.join(format!("{}/{}", case.name, arm.name));
-    let mut record = unfinished(case, arm, rerun);
+    let mut record = on_images(unfinished(case, arm, rerun), variant, images);
+    let dir = run_dir.join(&record.dir);
+    let id = record.arm.clone();
     let broke = |mut record: ArmRecord, why: String| {
         record.explanation = why;
         record.duration_s = started.elapsed().as_secs_f64();
@@ -184,14 +237,14 @@ pub async fn run_arm(
         say(&format!(
             "{}::{}: {} disk(s) served by nbdkit and plugged in",
             case.name,
-            arm.name,
+            id,
             specs.len()
         ));
     }
     record.lab_ready_s = lab.ready_s;
     say(&format!(
         "{}::{}: lab ready in {:.1} s",
-        case.name, arm.name, lab.ready_s
+        case.name, id, lab.ready_s
     ));
 
     let (observed, mut fault_runs, workload) = {
@@ -219,7 +272,7 @@ pub async fn run_arm(
         };
         let mut observed = Observed::default();
         capture(&ctx, &dir, "before", &case.evidence.before, &mut observed).await;
-        say(&format!("{}::{}: workload", case.name, arm.name));
+        say(&format!("{}::{id}: workload", case.name));
         let mut outcome = workload::run(&ctx).await;
         for f in case.faults_of(arm) {
             if let Some(run) = outcome.faults.iter_mut().find(|r| r.name == f.name) {
@@ -345,6 +398,8 @@ pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
         traces: Vec::new(),
         dir: format!("{}/{}", case.name, arm.name),
         rerun,
+        images: BTreeMap::new(),
+        variant: None,
     }
 }
 

@@ -94,6 +94,8 @@ impl RunDir {
             versions: BTreeMap::new(),
             rerun,
             merged: None,
+            images: Vec::new(),
+            variants: None,
         };
         let rd = RunDir { dir, record };
         rd.record.write(&rd.dir)?;
@@ -106,6 +108,7 @@ impl RunDir {
             .arms
             .retain(|a| !(a.case == arm.case && a.arm == arm.arm));
         self.record.arms.push(arm);
+        self.record.variants = results::variants::table(&self.record.arms);
         self.record.write(&self.dir)
     }
 
@@ -119,6 +122,7 @@ impl RunDir {
                 .map_or((0, 0), |p| (1, p))
         };
         self.record.arms.sort_by_key(rank);
+        self.record.variants = results::variants::table(&self.record.arms);
         self.record.write(&self.dir)
     }
 }

@@ -28,6 +28,7 @@ use crate::lab::Lab;
 use crate::results::ArmRecord;
 use crate::run::{self, ArmRun};
 
+use super::overrides::Variant;
 use super::{rerun_command, versions, RunDir};
 
 /// Whether a VM trial whose prerequisites are missing (no QEMU, an image not built) fails
@@ -80,11 +81,13 @@ pub async fn stop_signal() -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interrupted(pub &'static str);
 
-/// One arm of a parallel run: its case, the arm and the images its guests run.
+/// One arm of a parallel run: its case, the arm, the variant (`--image`) and the images its
+/// guests run.
 #[derive(Clone, Copy)]
 pub struct Turn<'a> {
     pub case: &'a Case,
     pub arm: &'a Arm,
+    pub variant: &'a Variant,
     pub images: &'a BTreeMap<String, Image>,
     /// How long the arm took last time, if known: the longest start first, so a long arm
     /// does not start last and run alone at the end.
@@ -121,12 +124,15 @@ pub struct ArmSlot {
 }
 
 impl ArmSlot {
-    /// Run one arm until its verdict or until `stop` returns a signal's name (then the
+    /// Run one arm (as `variant` asks: its record named for the variant, `--image` in its
+    /// rerun command) until its verdict or until `stop` returns a signal's name (then the
     /// record that says the arm was interrupted, for the runner to keep).
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         case: &Case,
         arm: &Arm,
+        variant: &Variant,
         images: &BTreeMap<String, Image>,
         keep: bool,
         stop: impl Future<Output = &'static str>,
@@ -136,14 +142,15 @@ impl ArmSlot {
             keep,
             ..self.env.clone()
         };
-        let rerun = rerun_command(case, Some(&arm.name), env.accel);
+        let rerun = rerun_command(case, Some(&arm.name), env.accel) + &variant.rerun_args();
+        let label = variant.label.as_deref();
         tokio::select! {
-            r = run::run_arm(&env, case, arm, images, &self.dir, rerun.clone(), say) => Ok(r),
+            r = run::run_arm(&env, case, arm, label, images, &self.dir, rerun.clone(), say) => Ok(r),
             signal = stop => Err(Stopped {
                 signal,
                 record: ArmRecord {
                     explanation: format!("interrupted by {signal} before the arm finished"),
-                    ..run::unfinished(case, arm, rerun)
+                    ..run::on_images(run::unfinished(case, arm, rerun), label, images)
                 },
             }),
         }
@@ -204,16 +211,18 @@ impl Runner {
     /// Run one arm until its verdict or until `stop` returns a signal's name. `keep` keeps
     /// its lab up afterwards (in [`ArmRun::kept`]). An arm that ran is recorded by
     /// [`Runner::record`]; an interrupted one is recorded here.
+    #[allow(clippy::too_many_arguments)]
     pub async fn arm(
         &mut self,
         case: &Case,
         arm: &Arm,
+        variant: &Variant,
         images: &BTreeMap<String, Image>,
         keep: bool,
         stop: impl Future<Output = &'static str>,
         say: &mut dyn FnMut(&str),
     ) -> Result<ArmRun, Interrupted> {
-        match self.slot().run(case, arm, images, keep, stop, say).await {
+        match self.slot().run(case, arm, variant, images, keep, stop, say).await {
             Ok(r) => Ok(r),
             Err(stopped) => {
                 let signal = stopped.signal;
@@ -271,10 +280,10 @@ impl Runner {
                                 Err(_) => std::future::pending().await,
                             }
                         };
-                        say(i, &format!("{}::{}", t.case.name, t.arm.name));
+                        say(i, &format!("{}::{}", t.case.name, t.variant.arm_id(&t.arm.name)));
                         let mut line = |l: &str| say(i, l);
                         let ended = rt
-                            .block_on(slot.run(t.case, t.arm, t.images, false, stopped, &mut line))
+                            .block_on(slot.run(t.case, t.arm, t.variant, t.images, false, stopped, &mut line))
                             .map(|r| Ended {
                                 record: r.record,
                                 lab_broke: r.lab_broke,
@@ -314,9 +323,11 @@ impl Runner {
                 }
             });
         });
+        let ids: Vec<String> = turns.iter().map(|t| t.variant.arm_id(&t.arm.name)).collect();
         let keys: Vec<(&str, &str)> = turns
             .iter()
-            .map(|t| (t.case.name.as_str(), t.arm.name.as_str()))
+            .zip(&ids)
+            .map(|(t, id)| (t.case.name.as_str(), id.as_str()))
             .collect();
         self.run_dir.order_by(&keys).map_err(|e| self.write_error(e))?;
         match failed {
@@ -392,9 +403,11 @@ mod tests {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/smoke.toml");
         let case = crate::case::load(&file).unwrap();
         let images = BTreeMap::new();
+        let variant = Variant::default();
         let turn = |expected_s| Turn {
             case: &case,
             arm: &case.arms[0],
+            variant: &variant,
             images: &images,
             expected_s,
         };

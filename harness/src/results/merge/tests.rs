@@ -34,6 +34,8 @@ fn run(id: &str, started: f64, arms: Vec<ArmRecord>, rerun: &str) -> RunRecord {
         versions: versions("7.2.22"),
         rerun: rerun.into(),
         merged: None,
+        images: Vec::new(),
+        variants: None,
     }
 }
 
