@@ -104,7 +104,13 @@ fn unpacked_kernel(cache: &Path, k: &Generic) -> Result<PathBuf, String> {
             .args(["download", "-q"])
             .arg(format!("{}={}", k.package, k.version))
             .current_dir(work.path()),
-    )?;
+    )
+    .map_err(|e| {
+        format!(
+            "{e}\nhint: the trial fetches Debian 12's {} {} with apt (bookworm-security in apt's sources, `apt-get update` done)",
+            k.package, k.version
+        )
+    })?;
     let deb = std::fs::read_dir(work.path())
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
