@@ -67,10 +67,14 @@ pub enum Kernel {
     /// A Debian kernel package from `packages`; its version string is the package name
     /// without `linux-image-`.
     Debian { package: String, cmdline: String },
-    /// A kernel the user built: its image, the directory holding `lib/modules/<version>`'s
-    /// contents, and that version. The image's initrd is built for it inside the guest tree.
+    /// A kernel the user built: its image, its build configuration, the directory holding
+    /// `lib/modules/<version>`'s contents, and that version. The image's initrd is built for
+    /// it inside the guest tree; initramfs-tools reads the configuration (as
+    /// `/boot/config-<version>`) to pick a compression the kernel can unpack, and refuses to
+    /// build without it.
     Custom {
         vmlinuz: PathBuf,
+        config: PathBuf,
         modules: PathBuf,
         version: String,
         cmdline: String,
@@ -153,6 +157,7 @@ struct RawKernel {
     package: Option<Spanned<String>>,
     cmdline: Option<Spanned<String>>,
     vmlinuz: Option<Spanned<String>>,
+    config: Option<Spanned<String>>,
     modules: Option<Spanned<String>>,
     version: Option<Spanned<String>>,
 }
@@ -241,6 +246,7 @@ struct Merged {
     kernel_package: Option<At<String>>,
     kernel_cmdline: Option<At<String>>,
     kernel_vmlinuz: Option<At<PathBuf>>,
+    kernel_config: Option<At<PathBuf>>,
     kernel_modules: Option<At<PathBuf>>,
     kernel_version: Option<At<String>>,
     packages: BTreeMap<String, At<String>>,
@@ -357,6 +363,9 @@ fn merge_file(
         };
         if let Some(v) = k.vmlinuz {
             m.kernel_vmlinuz = Some(path_of(v));
+        }
+        if let Some(v) = k.config {
+            m.kernel_config = Some(path_of(v));
         }
         if let Some(v) = k.modules {
             m.kernel_modules = Some(path_of(v));
@@ -503,6 +512,11 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         .ok_or_else(|| missing("kernel.cmdline"))?
         .value;
     let kernel = if let Some(vmlinuz) = &m.kernel_vmlinuz {
+        let config = m.kernel_config.clone().ok_or_else(|| {
+            vmlinuz.err(
+                "a custom kernel also needs `config` (the .config it was built with; initramfs-tools reads it)",
+            )
+        })?;
         let modules = m.kernel_modules.clone().ok_or_else(|| {
             vmlinuz.err("a custom kernel also needs `modules` (a folder with the modules of that version)")
         })?;
@@ -513,6 +527,11 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         if !vmlinuz.value.is_file() {
             return Err(vmlinuz
                 .err(format!("no such file: {}", vmlinuz.value.display()))
+                .into());
+        }
+        if !config.value.is_file() {
+            return Err(config
+                .err(format!("no such file: {}", config.value.display()))
                 .into());
         }
         if !modules.value.is_dir() {
@@ -530,6 +549,7 @@ fn validate(m: Merged) -> Result<Recipe, RecipeError> {
         }
         Kernel::Custom {
             vmlinuz: vmlinuz.value.clone(),
+            config: config.value,
             modules: modules.value,
             version: version.value,
             cmdline,

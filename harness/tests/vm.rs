@@ -11,6 +11,9 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use faultline::{accel, hosttools, images};
 
+#[path = "vm/custom_kernel.rs"]
+mod custom_kernel;
+
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -104,6 +107,14 @@ fn main() {
                     .map_err(|e| e.to_string())
             })
             .map(|_| Box::new(parallel_arms_stopped) as _),
+    );
+    // Builds its own image, so it needs the builder's tools rather than a built image; the
+    // lab's other guests run the project's images.
+    add(
+        custom_kernel::TRIAL,
+        lab.clone()
+            .and_then(|l| custom_kernel::host_tools().map(|()| l))
+            .map(|_| Box::new(custom_kernel::trial) as _),
     );
     let lab_trials: [(&str, LabBody); 2] = [
         ("lab::three_guests_ping_by_name", lab_ping),

@@ -66,8 +66,15 @@ pub fn key(recipe: &Recipe) -> io::Result<String> {
     for deb in &recipe.extra_debs {
         field("deb", &file_digest(deb)?);
     }
-    if let Kernel::Custom { vmlinuz, modules, .. } = &recipe.kernel {
+    if let Kernel::Custom {
+        vmlinuz,
+        config,
+        modules,
+        ..
+    } = &recipe.kernel
+    {
         field("vmlinuz", &file_digest(vmlinuz)?);
+        field("config", &file_digest(config)?);
         field("modules", &tree_digest(modules)?);
     }
     if let Some(spec) = &recipe.source {

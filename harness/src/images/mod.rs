@@ -365,7 +365,14 @@ fn build_in(
             .map_err(ioe("staging files"))?;
         std::fs::copy(&f.host, &dst).map_err(ioe(&format!("staging {}", f.host.display())))?;
     }
-    if let Kernel::Custom { vmlinuz, modules, .. } = &recipe.kernel {
+    if let Kernel::Custom {
+        vmlinuz,
+        config,
+        modules,
+        ..
+    } = &recipe.kernel
+    {
+        std::fs::copy(config, stage.join("config")).map_err(ioe("staging the custom kernel's config"))?;
         run_tool(
             recipe,
             "cp",

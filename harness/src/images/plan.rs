@@ -93,7 +93,12 @@ pub fn customize_script(recipe: &Recipe, staged: &[Staged]) -> String {
     let release = recipe.kernel.release();
     if let Kernel::Custom { .. } = recipe.kernel {
         line("");
-        line("# The user's kernel: its modules, and an initrd built for it here.");
+        line("# The user's kernel: its configuration (mkinitramfs reads it to choose a compression");
+        line("# the kernel can unpack, and stops without it), its modules, and an initrd built for it.");
+        line(&format!(
+            "install -D -o 0 -g 0 -m 0644 \"$stage\"/config \"$root\"/boot/config-{}",
+            sh_quote(release)
+        ));
         line(&format!("mkdir -p \"$root\"/lib/modules/{}", sh_quote(release)));
         line(&format!(
             "cp -a \"$stage\"/modules/. \"$root\"/lib/modules/{}/",
@@ -232,6 +237,23 @@ mod tests {
     #[test]
     fn frontend_script() {
         let r = project_recipe("frontend");
+        let staged = staged_files(&r).unwrap();
+        insta::assert_snapshot!(customize_script(&r, &staged));
+    }
+
+    /// A user's kernel gets its configuration in /boot before mkinitramfs runs (which stops
+    /// without it), its modules and depmod, and no copy of a Debian vmlinuz.
+    #[test]
+    fn custom_kernel_script() {
+        let mut r = project_recipe("filer");
+        r.name = "filer-generic-kernel".into();
+        r.kernel = Kernel::Custom {
+            vmlinuz: "/k/boot/vmlinuz-6.1.0-56-amd64".into(),
+            config: "/k/boot/config-6.1.0-56-amd64".into(),
+            modules: "/k/lib/modules/6.1.0-56-amd64".into(),
+            version: "6.1.0-56-amd64".into(),
+            cmdline: r.kernel.cmdline().into(),
+        };
         let staged = staged_files(&r).unwrap();
         insta::assert_snapshot!(customize_script(&r, &staged));
     }

@@ -232,3 +232,56 @@ fn a_source_option_with_a_quote_is_rejected() {
     );
     assert!(e.starts_with("x.toml:5:21: an option's value"), "{e}");
 }
+
+/// The files a custom `[kernel]` names, written into the recipe's folder.
+const CUSTOM_KERNEL: &str = "[kernel]\nvmlinuz = \"k/vmlinuz\"\nconfig = \"k/config\"\nmodules = \"k/modules\"\nversion = \"6.1.0-56-amd64\"\n";
+
+fn custom_kernel_files(top: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("base.toml", BASE.to_string()),
+        ("k/vmlinuz", "kernel".into()),
+        ("k/config", "CONFIG_RD_GZIP=y\n".into()),
+        ("k/modules/modules.order", String::new()),
+        ("x.toml", top.to_string()),
+    ]
+}
+
+#[test]
+fn an_including_recipe_switches_to_its_own_kernel_and_keeps_the_cmdline_and_debian_package() {
+    let top = format!("name = \"x\"\nrole = \"filer\"\ninclude = [\"base.toml\"]\n{CUSTOM_KERNEL}");
+    let files = custom_kernel_files(&top);
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let (dir, r) = load_in(&files, "x.toml");
+    let r = r.unwrap();
+    assert_eq!(r.kernel.release(), "6.1.0-56-amd64");
+    assert_eq!(
+        r.kernel.cmdline(),
+        "console=ttyS0",
+        "the included cmdline is kept"
+    );
+    assert_eq!(
+        r.kernel,
+        Kernel::Custom {
+            vmlinuz: dir.path().join("k/vmlinuz"),
+            config: dir.path().join("k/config"),
+            modules: dir.path().join("k/modules"),
+            version: "6.1.0-56-amd64".into(),
+            cmdline: "console=ttyS0".into(),
+        }
+    );
+    // The Debian kernel stays installed (README: for its tools), only not booted.
+    assert!(r.packages.contains_key("linux-image-6.1.0-56-cloud-amd64"));
+}
+
+#[test]
+fn a_custom_kernel_without_its_config_is_an_error() {
+    let kernel = CUSTOM_KERNEL.replace("config = \"k/config\"\n", "");
+    let top = format!("name = \"x\"\nrole = \"filer\"\ninclude = [\"base.toml\"]\n{kernel}");
+    let files = custom_kernel_files(&top);
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let e = err_of(&files, "x.toml");
+    assert!(
+        e.starts_with("x.toml:5:11: a custom kernel also needs `config`"),
+        "{e}"
+    );
+}
