@@ -84,7 +84,7 @@ fn an_unknown_image_name_is_a_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("no image named \"nosuch\" (known: filer, frontend)"),
+        err.contains("no image named \"nosuch\" (known: filer, frontend-2008-imap, frontend-2008, frontend-deb12u6, frontend)"),
         "{err}"
     );
 }

@@ -11,6 +11,8 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use faultline::{accel, hosttools, images};
 
+#[path = "vm/broken_patch.rs"]
+mod broken_patch;
 #[path = "vm/custom_kernel.rs"]
 mod custom_kernel;
 
@@ -116,6 +118,14 @@ fn main() {
             .and_then(|l| custom_kernel::host_tools().map(|()| l))
             .map(|_| Box::new(custom_kernel::trial) as _),
     );
+    {
+        let (project, cache) = (project_root(), cache.clone());
+        let ready = broken_patch::ready(&project, &cache);
+        add(
+            broken_patch::TRIAL,
+            ready.map(|()| Box::new(move || broken_patch::trial(&project, &cache)) as _),
+        );
+    }
     let lab_trials: [(&str, LabBody); 2] = [
         ("lab::three_guests_ping_by_name", lab_ping),
         ("lab::rule_drops_granted_msg", lab_granted_msg_dropped),
