@@ -113,7 +113,7 @@ struct RunArgs {
     cases: Vec<String>,
     #[arg(long, default_value = faultline::suite::CASES_DIR)]
     cases_dir: PathBuf,
-    /// Only arms of this name.
+    /// Only arms of these names (a comma list, e.g. 2008-fin,unpatched-fin).
     #[arg(long)]
     arm: Option<String>,
     /// Keep the last arm's lab up afterwards for `faultline shell` (until Ctrl-C).

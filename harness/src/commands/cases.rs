@@ -69,11 +69,13 @@ pub struct RunOptions {
 /// lab broke or a signal stopped the run.
 pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> {
     let cases = load(&o.cases, &o.cases_dir)?;
-    if let Some(arm) = &o.arm {
-        if !cases.iter().any(|c| c.arm(arm).is_some()) {
-            return Err(CommandError::Input(format!(
-                "no case here has an arm named {arm}"
-            )));
+    if let Some(arms) = &o.arm {
+        for arm in arms.split(',') {
+            if !cases.iter().any(|c| c.arm(arm).is_some()) {
+                return Err(CommandError::Input(format!(
+                    "no case here has an arm named {arm}"
+                )));
+            }
         }
     }
     let chosen = suite::select(&cases, o.arm.as_deref(), o.partition);

@@ -75,14 +75,14 @@ impl std::str::FromStr for Partition {
     }
 }
 
-/// The (case index, arm name) pairs to run, in file order: only `arm` if given, then only
-/// this partition's share (round robin over the selected arms).
+/// The (case index, arm name) pairs to run, in file order: only the arms named in `arm` (a
+/// comma list) if given, then only this partition's share (round robin over the selected arms).
 pub fn select(cases: &[Case], arm: Option<&str>, partition: Option<Partition>) -> Vec<(usize, String)> {
     let all: Vec<(usize, String)> = cases
         .iter()
         .enumerate()
         .flat_map(|(i, c)| c.arms.iter().map(move |a| (i, a.name.clone())))
-        .filter(|(_, a)| arm.is_none_or(|want| want == a))
+        .filter(|(_, a)| arm.is_none_or(|want| want.split(',').any(|w| w == a)))
         .collect();
     match partition {
         None => all,
