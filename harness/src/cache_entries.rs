@@ -1,17 +1,28 @@
 //! The cache folder read as entries for `faultline cache list | prune`: every complete entry
-//! of `images/`, `states/` and `labs/` with its size, when it was last used, what it is built
-//! on (read from its qcow2 disks' backing files), and whether the current recipes need it;
-//! and the removal of a plan's entries through the stores' own rule.
+//! of `images/`, `states/`, `labs/` and `sources/` with its size, when it was last used, what
+//! it is built on (read from its qcow2 disks' backing files), and whether the current recipes
+//! need it; and the removal of a plan's entries through the stores' own rule.
 //!
 //! Needed: an image whose key is a current recipe's; a saved state whose key is that of a
 //! current image under either accelerator with this QEMU (so a new QEMU makes old states
-//! stale); a lab state whose every guest disk is built on a needed saved state.
+//! stale); a lab state whose every guest disk is built on a needed saved state; a source
+//! build whose key a current recipe's `[source]` has: both its variant's .debs and the base
+//! they are made from. The base is needed only to build new variants (an edited patch), but it
+//! is the whole compile every variant starts from, so it stays as long as a recipe builds
+//! from it; `--max-size` can still take it, least recently used first. Keys are computed from
+//! the recipes and the patches' bytes, nothing is built. `<cache>/kernels/` is not a store and
+//! is not read here.
+//!
+//! Sizes are counted without following symbolic links or leaving the entry's file system
+//! (a base is a whole Debian root, with device nodes and links to /proc), each hard-linked
+//! file once; a folder that cannot be read is left out and the size marked partial rather
+//! than failing the listing.
 //!
 //! Architecture invariant: removal goes only through [`Store::remove`] (an entry in use or
 //! being built is skipped, and a removal cut short never leaves a folder that looks
 //! complete), dependents first, and an entry something kept is built on is never removed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -29,15 +40,21 @@ use crate::store::{Removal, Store};
 pub struct Needed {
     pub images: BTreeSet<String>,
     pub states: BTreeSet<String>,
+    /// `base-<package>-<key>` and `debs-<package>-<key>` of every recipe with `[source]`.
+    pub sources: BTreeSet<String>,
 }
 
-/// What `recipes` need in the cache under `cache_root`: their images, and those images'
-/// saved states under either accelerator with the QEMU installed now.
+/// What `recipes` need in the cache under `cache_root`: their images, those images' saved
+/// states under either accelerator with the QEMU installed now, and the source builds (base
+/// and variant) of those with `[source]`.
 pub fn needed_by(recipes: &[Recipe], cache_root: &Path) -> io::Result<Needed> {
     let mut needed = Needed::default();
     for r in recipes {
         let key = images::cache::key(r)?;
         needed.images.insert(format!("{}-{key}", r.name));
+        if let Some(spec) = &r.source {
+            needed.sources.extend(images::source::entries_of(r, spec)?);
+        }
         if let Ok(image) = images::lookup(r, cache_root) {
             for accel in [Accel::Kvm, Accel::Tcg] {
                 needed.states.insert(saved::entry(&image, accel));
@@ -49,16 +66,17 @@ pub fn needed_by(recipes: &[Recipe], cache_root: &Path) -> io::Result<Needed> {
 
 fn store(cache_root: &Path, kind: Kind) -> Store {
     Store::new(cache_root.join(match kind {
+        Kind::Source => "sources",
         Kind::Image => "images",
         Kind::State => "states",
         Kind::Lab => "labs",
     }))
 }
 
-/// Every complete entry under `cache_root`, images first, then states, then labs.
+/// Every complete entry under `cache_root`: source builds, images, states, then labs.
 pub fn scan(cache_root: &Path, needed: &Needed, now: SystemTime) -> io::Result<Vec<Entry>> {
     let mut out = Vec::new();
-    for kind in [Kind::Image, Kind::State, Kind::Lab] {
+    for kind in [Kind::Source, Kind::Image, Kind::State, Kind::Lab] {
         let store = store(cache_root, kind);
         for folder in store.entries()? {
             let dir = store.entry(&folder);
@@ -68,16 +86,24 @@ pub fn scan(cache_root: &Path, needed: &Needed, now: SystemTime) -> io::Result<V
             };
             let built_on = built_on(kind, &dir);
             let is_needed = match kind {
+                Kind::Source => needed.sources.contains(&folder),
                 Kind::Image => needed.images.contains(&folder),
                 Kind::State => needed.states.contains(&folder),
                 Kind::Lab => !built_on.is_empty() && built_on.iter().all(|(_, s)| needed.states.contains(s)),
             };
-            let used = std::fs::metadata(&dir)?.modified()?;
+            // Gone since the store was listed (removed by another prune): not an entry.
+            let used = match std::fs::metadata(&dir) {
+                Ok(m) => m.modified()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let size = disk_bytes(&dir);
             out.push(Entry {
                 kind,
                 name,
                 key,
-                bytes: disk_bytes(&dir)?,
+                bytes: size.bytes,
+                bytes_partial: size.unread > 0,
                 idle_s: now.duration_since(used).map(|d| d.as_secs()).unwrap_or(0),
                 needed: is_needed,
                 built_on,
@@ -91,7 +117,8 @@ pub fn scan(cache_root: &Path, needed: &Needed, now: SystemTime) -> io::Result<V
 /// on its saved state's disk. Named by the folder the backing file is in.
 fn built_on(kind: Kind, dir: &Path) -> Vec<(Kind, String)> {
     let disks: Vec<PathBuf> = match kind {
-        Kind::Image => return Vec::new(),
+        // A variant's .debs are complete without the base once made; nothing else is read.
+        Kind::Source | Kind::Image => return Vec::new(),
         Kind::State => vec![dir.join("disk.qcow2")],
         Kind::Lab => std::fs::read_dir(dir)
             .map(|rd| {
@@ -148,19 +175,51 @@ pub fn qcow2_backing(path: &Path) -> io::Result<Option<PathBuf>> {
     Ok(Some(PathBuf::from(std::ffi::OsString::from_vec(name))))
 }
 
-/// Bytes the files below `dir` take on disk (allocated blocks: qcow2 files are sparse).
-fn disk_bytes(dir: &Path) -> io::Result<u64> {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let meta = e.metadata()?;
-        total += if meta.is_dir() {
-            disk_bytes(&e.path())?
-        } else {
-            meta.blocks() * 512
+/// What the files below a folder take on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskSize {
+    pub bytes: u64,
+    /// Folders (or files) that could not be read and are not counted.
+    pub unread: usize,
+}
+
+/// Bytes the files below `dir` take on disk (allocated blocks: qcow2 files are sparse), as
+/// `du -sx` counts them: symbolic links are not followed, folders on another file system
+/// (a mount inside) are not entered, a file with several links is counted once, and
+/// special files (device nodes, sockets, FIFOs) count their own blocks (none). What cannot
+/// be read is counted in `unread` and skipped. Folders are walked with a stack of their
+/// own, so a deep tree is no deep recursion.
+pub fn disk_bytes(dir: &Path) -> DiskSize {
+    let mut size = DiskSize::default();
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        size.unread += 1;
+        return size;
+    };
+    let dev = top.dev();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            size.unread += 1;
+            continue;
         };
+        for e in rd {
+            // `DirEntry::metadata` does not follow a symbolic link: the link itself is counted.
+            let Ok(meta) = e.and_then(|e| e.metadata().map(|m| (e.path(), m))) else {
+                size.unread += 1;
+                continue;
+            };
+            let (path, meta) = meta;
+            if meta.is_dir() {
+                if meta.dev() == dev {
+                    todo.push(path);
+                }
+            } else if meta.nlink() < 2 || seen.insert((meta.dev(), meta.ino())) {
+                size.bytes += meta.blocks() * 512;
+            }
+        }
     }
-    Ok(total)
+    size
 }
 
 /// Remove one entry through its store: [`Removal::Busy`] if it is in use or being built.
@@ -275,6 +334,14 @@ mod tests {
             std::fs::create_dir_all(&out).unwrap();
             std::fs::write(out.join("data"), vec![1u8; bytes]).unwrap();
             match kind {
+                // A base holds a Debian root: links out of the tree, special files.
+                Kind::Source if folder.starts_with("base-") => {
+                    let root = out.join("root");
+                    std::fs::create_dir_all(root.join("dev")).unwrap();
+                    std::os::unix::fs::symlink("/", root.join("host")).unwrap();
+                    nix::unistd::mkfifo(&root.join("dev/initctl"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+                }
+                Kind::Source => std::fs::write(out.join("source.json"), "{}").unwrap(),
                 Kind::Image => std::fs::write(out.join("root.qcow2"), qcow2(None)).unwrap(),
                 Kind::State => {
                     let base = self.root.join("images").join(on[0]).join("root.qcow2");
@@ -301,7 +368,7 @@ mod tests {
 
         fn folders(&self) -> Vec<String> {
             let mut v = Vec::new();
-            for kind in [Kind::Image, Kind::State, Kind::Lab] {
+            for kind in [Kind::Source, Kind::Image, Kind::State, Kind::Lab] {
                 for f in store(&self.root, kind).entries().unwrap() {
                     v.push(format!("{}:{f}", kind.as_str()));
                 }
@@ -336,6 +403,7 @@ mod tests {
         let needed = Needed {
             images: ["filer-new".to_string()].into(),
             states: ["filer-snew".to_string()].into(),
+            sources: Default::default(),
         };
         (c, needed)
     }
@@ -373,7 +441,7 @@ mod tests {
             ["image:filer-new", "state:filer-snew", "lab:lan-lnew"]
         );
         // Nothing half-removed is left beside the entries.
-        for sub in ["images", "states", "labs"] {
+        for sub in ["sources", "images", "states", "labs"] {
             let tmp = c.root.join(sub).join(".tmp");
             assert!(
                 std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0,
@@ -445,6 +513,137 @@ mod tests {
             [Applied::WouldRemove, Applied::WouldRemove, Applied::WouldRemove]
         );
         assert_eq!(c.folders(), before);
+    }
+
+    /// A source's base and a variant of the current recipe, and those of an older one.
+    fn with_sources() -> (Cache, Needed) {
+        let (c, mut needed) = two_generations();
+        for (f, age) in [
+            ("base-dovecot-bnew", 100),
+            ("base-dovecot-bold", 9000),
+            ("debs-dovecot-vnew", 100),
+            ("debs-dovecot-vold", 9000),
+        ] {
+            c.add(Kind::Source, f, 5000, &[]);
+            c.age(Kind::Source, f, age);
+        }
+        needed.sources = ["base-dovecot-bnew".into(), "debs-dovecot-vnew".into()].into();
+        (c, needed)
+    }
+
+    #[test]
+    fn source_builds_are_listed_and_needed_by_their_keys() {
+        let (c, needed) = with_sources();
+        let entries = c.scan(&needed);
+        let sources: Vec<(String, String, bool)> = entries
+            .iter()
+            .filter(|e| e.kind == Kind::Source)
+            .map(|e| (e.name.clone(), e.key.clone(), e.needed))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("base-dovecot".into(), "bnew".into(), true),
+                ("base-dovecot".into(), "bold".into(), false),
+                ("debs-dovecot".into(), "vnew".into(), true),
+                ("debs-dovecot".into(), "vold".into(), false),
+            ]
+        );
+        let base = entries
+            .iter()
+            .find(|e| e.folder() == "base-dovecot-bnew")
+            .unwrap();
+        // The data, a link to / (not followed) and a FIFO (no blocks): a few blocks, not a host.
+        assert!((5000..64 << 10).contains(&base.bytes), "{}", base.bytes);
+        assert!(!base.bytes_partial);
+        assert!(base.built_on.is_empty());
+    }
+
+    #[test]
+    fn unneeded_source_builds_go_last_through_the_store_and_a_held_base_stays() {
+        let (c, needed) = with_sources();
+        // A variant build holds the old base while it copies the compiled tree from it.
+        let hold = Store::new(c.root.join("sources"))
+            .hold("base-dovecot-bold")
+            .unwrap()
+            .unwrap();
+        let entries = c.scan(&needed);
+        let p = plan(&entries, Policy::default());
+        let order: Vec<String> = p.iter().map(|&(i, _)| entries[i].folder()).collect();
+        assert_eq!(
+            order,
+            [
+                "lan-lold",
+                "filer-sold",
+                "filer-old",
+                "base-dovecot-bold",
+                "debs-dovecot-vold"
+            ]
+        );
+        let done = apply(&c.root, &entries, &p, false);
+        assert_eq!(done[3], Applied::Busy);
+        assert_eq!(done[4], Applied::Removed);
+        assert!(c.folders().contains(&"source:base-dovecot-bold".to_string()));
+        drop(hold);
+        prune(&c, &needed, Policy::default(), false);
+        assert_eq!(
+            c.folders(),
+            [
+                "source:base-dovecot-bnew",
+                "source:debs-dovecot-vnew",
+                "image:filer-new",
+                "state:filer-snew",
+                "lab:lan-lnew"
+            ]
+        );
+        assert_eq!(std::fs::read_dir(c.root.join("sources/.tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_recipe_with_a_source_needs_its_base_and_its_variant() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = crate::recipe::project_recipe("frontend-2008");
+        let s = r.source.as_ref().unwrap();
+        let needed = needed_by(&[r.clone(), crate::recipe::project_recipe("filer")], tmp.path()).unwrap();
+        let base = images::source::plan::base_key(&r, s);
+        let variant = images::source::plan::variant_key(&r, s).unwrap();
+        assert_eq!(
+            needed.sources,
+            [format!("base-dovecot-{base}"), format!("debs-dovecot-{variant}")].into()
+        );
+        assert!(!tmp.path().join("sources").exists(), "nothing is built or made");
+    }
+
+    #[test]
+    fn sizes_count_each_file_once_and_skip_links_special_files_and_the_unreadable() {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("e");
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::fs::write(d.join("etc/a"), vec![1u8; 8192]).unwrap();
+        std::fs::hard_link(d.join("etc/a"), d.join("etc/b")).unwrap();
+        std::fs::write(tmp.path().join("outside"), vec![1u8; 1 << 20]).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), d.join("etc/link")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), d.join("up")).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let counted = disk_bytes(&d);
+        assert_eq!(counted.unread, 0);
+        assert!((8192..16384).contains(&counted.bytes), "{counted:?}");
+        // A folder even root cannot open by path: deeper than PATH_MAX (made with *at calls).
+        let mut fd = std::fs::File::open(&d).unwrap();
+        let name = std::ffi::CString::new("d".repeat(250)).unwrap();
+        for _ in 0..20 {
+            unsafe {
+                assert_eq!(libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755), 0);
+                let next = libc::openat(fd.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                assert!(next >= 0);
+                fd = std::fs::File::from_raw_fd(next);
+            }
+        }
+        let partial = disk_bytes(&d);
+        assert_eq!(partial.unread, 1, "{partial:?}");
+        assert!(partial.bytes >= counted.bytes);
+        assert_eq!(disk_bytes(&tmp.path().join("absent")).unread, 1);
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! (kind, name, size, how long since last use, whether the current recipes need it, what it
 //! is built on), made without touching the cache.
 //!
+//! Source builds (`sources/`: a build root with the compiled unpatched source, and one
+//! variant's .deb files) are entries like the others but built on nothing the cache keeps: a
+//! variant's .debs stand alone once made, and an image stands alone once its .debs are
+//! installed. The recipes decide whether they are needed (see `cache_entries`).
+//!
 //! The policy: an entry stays if the current recipes need it, or (with `keep_newest`) it is
 //! among the K most recently used of its kind and name; everything else goes. An entry built
 //! on one that goes (a saved state on its image, a lab state on its guests' saved states)
@@ -10,7 +15,8 @@
 //!
 //! Architecture invariant: pure: no I/O, no clock (ages come in as data). A plan never keeps
 //! an entry whose base it removes, and lists removals dependents first (labs, then states,
-//! then images), so a cache stopped halfway through a prune is still consistent.
+//! then images, then source builds), so a cache stopped halfway through a prune is still
+//! consistent.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +26,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// `sources/base-<package>-<key>/` (a build root with the unpatched source compiled) or
+    /// `sources/debs-<package>-<key>/` (one variant's .deb files): the name says which.
+    Source,
     /// `images/<name>-<key>/`: a built image.
     Image,
     /// `states/<image>-<key>/`: a saved machine state of an image.
@@ -31,6 +40,7 @@ pub enum Kind {
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Kind::Source => "source",
             Kind::Image => "image",
             Kind::State => "state",
             Kind::Lab => "lab",
@@ -47,6 +57,8 @@ pub struct Entry {
     pub key: String,
     /// Bytes it takes on disk.
     pub bytes: u64,
+    /// Some folders below it could not be read: `bytes` counts only the rest (at least).
+    pub bytes_partial: bool,
     /// Seconds since it was last used (or built).
     pub idle_s: u64,
     /// The current recipes need it.
@@ -210,6 +222,7 @@ mod tests {
             name: name.into(),
             key: key.into(),
             bytes,
+            bytes_partial: false,
             idle_s,
             needed,
             built_on: Vec::new(),
@@ -392,6 +405,69 @@ mod tests {
             max_bytes: Some(950),
         };
         assert_eq!(removed(&c, p), ["lab:lan-old"]);
+    }
+
+    /// [`cache`] with a source's build root and two variants' .debs (the current and an old
+    /// one), and an old source version's build root.
+    fn cache_with_sources() -> Vec<Entry> {
+        let mut c = cache();
+        c.extend([
+            e(Kind::Source, "base-dovecot", "b-new", 1300, 600, true),
+            e(Kind::Source, "base-dovecot", "b-old", 1300, 90_000, false),
+            e(Kind::Source, "debs-dovecot", "v-new", 8, 600, true),
+            e(Kind::Source, "debs-dovecot", "v-old", 8, 80_000, false),
+        ]);
+        c
+    }
+
+    fn plan_lines(entries: &[Entry], p: Policy) -> String {
+        plan(entries, p)
+            .into_iter()
+            .map(|(i, r)| {
+                format!(
+                    "{} {}: {}\n",
+                    entries[i].kind.as_str(),
+                    entries[i].folder(),
+                    r.as_str()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn source_builds_the_recipes_need_stay_and_the_rest_go_after_images() {
+        let c = cache_with_sources();
+        insta::assert_snapshot!(plan_lines(&c, Policy::default()));
+        // Kept newest per kind and name: a build root and a set of .debs are different names.
+        let p = Policy {
+            keep_newest: Some(1),
+            ..Policy::default()
+        };
+        assert!(!removed(&c, p).iter().any(|f| f.contains("-new")));
+        let p = Policy {
+            keep_newest: Some(2),
+            ..Policy::default()
+        };
+        assert!(removed(&c, p).is_empty());
+    }
+
+    #[test]
+    fn under_a_cap_a_needed_build_root_goes_by_its_last_use_like_any_needed_entry() {
+        let mut c = cache_with_sources();
+        // Unneeded all gone (1800 + 2616 - 1308 - 900 = 2208 left) is still over 1500: the
+        // least recently used needed entry goes, the build root (600 s), before the lab (20 s).
+        let p = Policy {
+            keep_newest: None,
+            max_bytes: Some(1500),
+        };
+        let r = removed(&c, p);
+        assert!(r.contains(&"source:base-dovecot-b-new".to_string()), "{r:?}");
+        assert!(!r.contains(&"lab:lan-l-new".to_string()), "{r:?}");
+        // Used a moment ago (a variant build held it): the build root outlives older entries.
+        c[6].idle_s = 1;
+        let r = removed(&c, p);
+        assert!(!r.contains(&"source:base-dovecot-b-new".to_string()), "{r:?}");
+        insta::assert_snapshot!(plan_lines(&c, p));
     }
 
     #[test]

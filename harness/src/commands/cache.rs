@@ -1,5 +1,5 @@
 //! `faultline cache list | prune`: the image cache's entries (images, saved states, lab
-//! states), and the removal of those the current recipes no longer need.
+//! states, source builds), and the removal of those the current recipes no longer need.
 //!
 //! Architecture invariant: `list` and `prune --dry-run` change nothing in the cache; `prune`
 //! removes only through the stores' rule (an entry in use is skipped, a removal cut short
@@ -34,26 +34,29 @@ fn entries(common: &Common) -> Result<Vec<Entry>, CommandError> {
         .map_err(|e| CommandError::Broken(format!("reading the cache {}: {e}", common.cache.display())))
 }
 
-/// `faultline cache list`: one line per entry.
+/// `faultline cache list`: one line per entry, in columns as wide as their longest value.
 pub fn list_cache(common: &Common, console: &dyn Console) -> Result<Exit, CommandError> {
     let entries = entries(common)?;
+    let kind_w = entries.iter().map(|e| e.kind.as_str().len()).fold(4, usize::max);
+    let name_w = entries.iter().map(|e| e.name.len()).fold(4, usize::max);
     console.out(&format!(
-        "{:<6} {:<10} {:<17} {:>10} {:>10}  needed",
+        "{:<kind_w$} {:<name_w$} {:<16} {:>10} {:>10}  needed",
         "kind", "name", "key", "size", "last used"
     ));
     for e in &entries {
         console.out(&format!(
-            "{:<6} {:<10} {:<17} {:>10} {:>10}  {}",
+            "{:<kind_w$} {:<name_w$} {:<16} {:>10} {:>10}  {}",
             e.kind.as_str(),
             e.name,
             e.key,
-            size(e.bytes),
+            shown_size(e),
             format!("{} ago", age(e.idle_s)),
             if e.needed { "yes" } else { "no" }
         ));
     }
     let total: u64 = entries.iter().map(|e| e.bytes).sum();
     let needed: u64 = entries.iter().filter(|e| e.needed).map(|e| e.bytes).sum();
+    let partial = entries.iter().filter(|e| e.bytes_partial).count();
     console.note(&format!(
         "{} entries, {} in {} ({} needed by the recipes in {})",
         entries.len(),
@@ -62,7 +65,21 @@ pub fn list_cache(common: &Common, console: &dyn Console) -> Result<Exit, Comman
         size(needed),
         common.recipes.display()
     ));
+    if partial > 0 {
+        console.note(&format!(
+            "{partial} entries hold folders this user cannot read: their sizes (≥) count only the rest"
+        ));
+    }
     Ok(Exit::Ok)
+}
+
+/// An entry's size, `≥` when part of it could not be read.
+fn shown_size(e: &Entry) -> String {
+    if e.bytes_partial {
+        format!("≥{}", size(e.bytes))
+    } else {
+        size(e.bytes)
+    }
 }
 
 /// `faultline cache prune`: remove what the policy does not keep; entries in use stay.
@@ -73,7 +90,7 @@ pub fn prune_cache(common: &Common, o: PruneOptions, console: &dyn Console) -> R
     let (mut freed, mut removed, mut failed) = (0u64, 0usize, false);
     for (&(i, why), what) in plan.iter().zip(&done) {
         let e = &entries[i];
-        let name = format!("{} {} ({})", e.kind.as_str(), e.folder(), size(e.bytes));
+        let name = format!("{} {} ({})", e.kind.as_str(), e.folder(), shown_size(e));
         let line = match what {
             Applied::Removed | Applied::WouldRemove => {
                 freed += e.bytes;

@@ -94,6 +94,15 @@ fn debs_entry(spec: &SourceSpec, key: &str) -> String {
     format!("debs-{}-{key}", spec.package)
 }
 
+/// The `sources/` entries `recipe`'s `[source]` builds from and into: its base and its
+/// variant, by folder name. Reads the patches (for the variant's key); builds nothing.
+pub fn entries_of(recipe: &Recipe, spec: &SourceSpec) -> io::Result<[String; 2]> {
+    Ok([
+        base_entry(spec, &plan::base_key(recipe, spec)),
+        debs_entry(spec, &plan::variant_key(recipe, spec)?),
+    ])
+}
+
 /// The cached variant for `recipe`'s `[source]`, if built. Reads the patches (for the key)
 /// and one small file: well under a second.
 pub fn lookup(
