@@ -176,16 +176,14 @@ install = ["dovecot-core"]
 
 #[test]
 fn built_packages_replace_the_pins_of_the_same_name() {
-    let top = format!(
-        "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\", \"src.toml\"]\n[packages]\ndovecot-core = \"1:2.3.19.1+dfsg1-2.1+deb12u7\"\ncurl = \"7.88.1-10+deb12u15\"\n[source]\npatches = [\"a.patch\", \"b.patch\"]\n"
-    );
+    let top = "name = \"x\"\nrole = \"r\"\ninclude = [\"base.toml\", \"src.toml\"]\n[packages]\ndovecot-core = \"1:2.3.19.1+dfsg1-2.1+deb12u7\"\ncurl = \"7.88.1-10+deb12u15\"\n[source]\npatches = [\"a.patch\", \"b.patch\"]\n";
     let (_d, r) = load_in(
         &[
             ("base.toml", BASE),
             ("src.toml", SOURCE),
             ("a.patch", ""),
             ("b.patch", ""),
-            ("x.toml", &top),
+            ("x.toml", top),
         ],
         "x.toml",
     );

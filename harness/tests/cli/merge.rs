@@ -4,7 +4,9 @@
 //!
 //! The single run is a real one, committed as `fixtures/suite-run.json` (every arm of
 //! `cases/` at the time, all met). When a case or an arm is added, refresh it from a whole
-//! `faultline run`'s `run.json`.
+//! `faultline run`'s `run.json`, or from `faultline merge` of real runs that together hold
+//! every arm (as now: the last whole run's other cases and a run of the two cases whose arms
+//! changed).
 
 use std::collections::BTreeSet;
 use std::path::Path;

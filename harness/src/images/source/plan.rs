@@ -49,7 +49,7 @@ fn build_env(spec: &SourceSpec) -> String {
         .unwrap_or("");
     words.push(format!(
         "DEB_BUILD_OPTIONS={}\"parallel=$jobs\"",
-        sh_quote(&format!("{build_opts} ").trim_start().to_string())
+        sh_quote(format!("{build_opts} ").trim_start())
     ));
     let mut makeflags = Vec::new();
     for (k, v) in &spec.options {
