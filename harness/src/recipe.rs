@@ -224,6 +224,16 @@ impl Src {
         }
     }
 
+    /// A host path written in this file (relative to its folder), with where it was written.
+    fn path_at(&self, s: Spanned<String>) -> At<PathBuf> {
+        let at = self.at(s);
+        At {
+            value: self.host_path(&at.value),
+            src: at.src,
+            span: at.span,
+        }
+    }
+
     /// A path written in this file, relative to the file's folder.
     fn host_path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
@@ -353,23 +363,9 @@ fn merge_file(
         set(&mut m.kernel_package, k.package);
         set(&mut m.kernel_cmdline, k.cmdline);
         set(&mut m.kernel_version, k.version);
-        let path_of = |v: Spanned<String>| {
-            let at = src.at(v);
-            At {
-                value: src.host_path(&at.value),
-                src: at.src,
-                span: at.span,
-            }
-        };
-        if let Some(v) = k.vmlinuz {
-            m.kernel_vmlinuz = Some(path_of(v));
-        }
-        if let Some(v) = k.config {
-            m.kernel_config = Some(path_of(v));
-        }
-        if let Some(v) = k.modules {
-            m.kernel_modules = Some(path_of(v));
-        }
+        m.kernel_vmlinuz = k.vmlinuz.map(|v| src.path_at(v)).or(m.kernel_vmlinuz.take());
+        m.kernel_config = k.config.map(|v| src.path_at(v)).or(m.kernel_config.take());
+        m.kernel_modules = k.modules.map(|v| src.path_at(v)).or(m.kernel_modules.take());
     }
     for (name, version) in raw.packages {
         let version = src.at(version);
@@ -388,14 +384,9 @@ fn merge_file(
         m.packages.insert(name, version);
     }
     for (guest, source) in raw.files {
-        let at = src.at(source);
-        let host = At {
-            value: src.host_path(&at.value),
-            src: at.src.clone(),
-            span: at.span.clone(),
-        };
+        let host = src.path_at(source);
         if let Some(prev) = m.files.get(&guest) {
-            return Err(at
+            return Err(host
                 .err(format!("{guest} is already given by {}", prev.err("").pos))
                 .into());
         }
@@ -407,14 +398,8 @@ fn merge_file(
     m.mask.extend(all(raw.units.mask));
     m.run.extend(all(raw.run));
     m.services.extend(all(raw.check.services));
-    for deb in raw.extra_debs {
-        let at = src.at(deb);
-        m.extra_debs.push(At {
-            value: src.host_path(&at.value),
-            src: at.src,
-            span: at.span,
-        });
-    }
+    m.extra_debs
+        .extend(raw.extra_debs.into_iter().map(|d| src.path_at(d)));
     if let Some(s) = raw.source {
         // Each key of `[source]` is a scalar the including file may set again; patches
         // are joined (an included file's first) and options merged key by key.
@@ -433,14 +418,8 @@ fn merge_file(
         set(&mut m.source_package, s.package);
         set(&mut m.source_version, s.version);
         set(&mut m.source_mirror, s.mirror);
-        for p in s.patches {
-            let at = src.at(p);
-            m.source_patches.push(At {
-                value: src.host_path(&at.value),
-                src: at.src,
-                span: at.span,
-            });
-        }
+        m.source_patches
+            .extend(s.patches.into_iter().map(|p| src.path_at(p)));
         if let Some(list) = s.install {
             let at = src.at(list);
             m.source_install = Some(At {
