@@ -177,6 +177,19 @@ pub struct BuildPaths {
 /// Debian's archive keyring (package debian-archive-keyring, on Debian and Ubuntu alike).
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
+/// The folders whose contents dpkg leaves out of every image (`path-exclude`).
+pub const UNDOCUMENTED: [&str; 3] = ["/usr/share/man", "/usr/share/doc", "/usr/share/locale"];
+
+/// Whether dpkg left `path` out of the image on purpose (so `dpkg --verify` calling it
+/// missing says nothing about the package).
+pub fn left_out(path: &str) -> bool {
+    path != "/usr/share/locale/locale.alias"
+        && UNDOCUMENTED.iter().any(|d| {
+            path.strip_prefix(d)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+}
+
 /// mmdebstrap's arguments (without the program name) for `recipe`.
 /// `source_debs` are the packages built from the recipe's `[source]`, installed like
 /// `extra_debs`.
@@ -199,9 +212,9 @@ pub fn mmdebstrap_args(
         // The tree is thrown away if the build fails; dpkg's fsyncs only cost time.
         "--dpkgopt=force-unsafe-io".to_string(),
         // Guests never read documentation; leaving it out makes every image smaller.
-        "--dpkgopt=path-exclude=/usr/share/man/*".to_string(),
-        "--dpkgopt=path-exclude=/usr/share/doc/*".to_string(),
-        "--dpkgopt=path-exclude=/usr/share/locale/*".to_string(),
+        format!("--dpkgopt=path-exclude={}/*", UNDOCUMENTED[0]),
+        format!("--dpkgopt=path-exclude={}/*", UNDOCUMENTED[1]),
+        format!("--dpkgopt=path-exclude={}/*", UNDOCUMENTED[2]),
         "--dpkgopt=path-include=/usr/share/locale/locale.alias".to_string(),
     ];
     let pins: Vec<String> = recipe.packages.iter().map(|(p, v)| format!("{p}={v}")).collect();
@@ -233,6 +246,16 @@ mod tests {
     use super::*;
 
     use crate::recipe::project_recipe;
+
+    #[test]
+    fn only_what_the_images_leave_out_is_left_out() {
+        assert!(left_out("/usr/share/doc/dovecot-imapd"));
+        assert!(left_out("/usr/share/doc/dovecot-imapd/copyright"));
+        assert!(left_out("/usr/share/man/man1/doveadm.1.gz"));
+        assert!(!left_out("/usr/share/locale/locale.alias"));
+        assert!(!left_out("/usr/share/docs/x"));
+        assert!(!left_out("/usr/lib/dovecot/pop3"));
+    }
 
     #[test]
     fn frontend_script() {
