@@ -525,6 +525,14 @@ pub(crate) fn run_tool(recipe: &Recipe, tool: &str, cmd: &mut Command, log: &Pat
 fn explain_apt(tail: &str) -> String {
     let mut out = tail.to_string();
     for l in tail.lines() {
+        if let Some(rest) = l.strip_prefix("E: Can not find version '") {
+            if let Some((ver, pkg)) = rest.split_once("' of package '") {
+                let pkg = pkg.trim_end_matches('\'');
+                out.push_str(&format!(
+                    "\nhint: the mirror has no source {pkg} {ver}; `apt-cache showsrc {pkg}` (with a deb-src line) lists what it has: update [source] version in images/"
+                ));
+            }
+        }
         if let Some(rest) = l.strip_prefix("E: Version '") {
             if let Some((ver, pkg)) = rest.split_once("' for '") {
                 let pkg = pkg.trim_end_matches("' was not found");
@@ -540,6 +548,14 @@ fn explain_apt(tail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_version_the_mirror_lacks_gets_a_hint() {
+        let t = "E: Can not find version '1:2.3.19.1+dfsg1-2.1+deb12u99' of package 'dovecot'\nE: Unable to find a source package";
+        assert!(
+            explain_apt(t).contains("hint: the mirror has no source dovecot 1:2.3.19.1+dfsg1-2.1+deb12u99")
+        );
+    }
 
     #[test]
     fn a_vanished_pin_gets_a_hint() {

@@ -171,13 +171,19 @@ pub fn build(
             })
         }
         Err(e) => {
-            // The log stays readable outside the half-made entry.
+            // The log stays readable outside the half-made entry. An error of the base build
+            // already points at the base's kept log.
+            let own = matches!(&e, BuildError::Tool { log, .. } if log.starts_with(&w));
             let kept = store
                 .dir()
                 .join(format!("{}-failed-source-build.log", recipe.name));
-            let _ = std::fs::rename(w.join("out").join("build.log"), &kept);
+            let e = if own && std::fs::rename(w.join("out").join("build.log"), &kept).is_ok() {
+                e.with_log(&kept)
+            } else {
+                e
+            };
             let _ = work.discard();
-            Err(e.with_log(&kept))
+            Err(e)
         }
     }
 }
