@@ -40,7 +40,7 @@ pub fn rerun_selection(
 }
 
 /// What ran: the harness, QEMU (and `nic` when labs link by TCP loopback), and each image's
-/// kernel and the packages the incident is about.
+/// kernel, recipe hash, patches (a source variant) and the packages the incident is about.
 pub fn versions(images: &[&Image], accel: Accel) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("faultline".into(), env!("CARGO_PKG_VERSION").into());
@@ -55,6 +55,17 @@ pub fn versions(images: &[&Image], accel: Accel) -> BTreeMap<String, String> {
         let m = &img.manifest;
         v.insert(format!("{}.kernel", m.name), m.kernel_release.clone());
         v.insert(format!("{}.recipe", m.name), m.recipe_hash.clone());
+        // A source variant's version is the source's, the same for every variant of it: its
+        // patches tell them apart.
+        if let Some(src) = &m.source {
+            let names: Vec<&str> = src.patches.iter().map(|p| p.name.as_str()).collect();
+            let patches = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            };
+            v.insert(format!("{}.patches", m.name), patches);
+        }
         for p in [
             "nfs-common",
             "nfs-kernel-server",
