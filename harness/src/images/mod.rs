@@ -241,6 +241,12 @@ fn entry_name(recipe: &Recipe, key: &str) -> String {
     format!("{}-{key}", recipe.name)
 }
 
+/// `io_err` with its context given now and its error later (for `map_err`).
+pub(crate) fn io_err_in<'r>(recipe: &'r Recipe, context: &str) -> impl Fn(io::Error) -> BuildError + 'r {
+    let context = context.to_string();
+    move |e| io_err(recipe, &context, e)
+}
+
 pub(crate) fn io_err(recipe: &Recipe, context: &str, source: io::Error) -> BuildError {
     BuildError::Io {
         name: recipe.name.clone(),
@@ -338,10 +344,7 @@ fn build_in(
     say: &mut dyn FnMut(&str),
 ) -> Result<Manifest, BuildError> {
     let started = Instant::now();
-    let ioe = |context: &str| {
-        let context = context.to_string();
-        move |e: io::Error| io_err(recipe, &context, e)
-    };
+    let ioe = |context: &str| io_err_in(recipe, context);
     let out = work.join("out");
     let stage = work.join("stage");
     let chroot_tmp = work.join("chroot");

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::hosttools;
-use crate::images::{io_err, run_tool, BuildError};
+use crate::images::{io_err, io_err_in, run_tool, BuildError};
 use crate::procs;
 use crate::recipe::{Recipe, SourceSpec};
 use crate::store::{Hold, Store};
@@ -196,10 +196,7 @@ fn build_variant(
     work: &Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<SourceRecord, BuildError> {
-    let ioe = |context: &str| {
-        let context = context.to_string();
-        move |e: io::Error| io_err(recipe, &context, e)
-    };
+    let ioe = |context: &str| io_err_in(recipe, context);
     let out = work.join("out");
     let build = work.join("build");
     let patches_dir = build.join("patches");
@@ -366,10 +363,7 @@ fn base(
 ) -> Result<(PathBuf, Hold), BuildError> {
     let key = plan::base_key(recipe, spec);
     let entry = base_entry(spec, &key);
-    let ioe = |context: &str| {
-        let context = context.to_string();
-        move |e: io::Error| io_err(recipe, &context, e)
-    };
+    let ioe = |context: &str| io_err_in(recipe, context);
     loop {
         if let Some(hold) = store.hold(&entry).map_err(ioe("holding the build root"))? {
             check(&store.entry(&entry).join("root"))?;
