@@ -104,10 +104,12 @@ pub(super) fn build(
                 continue;
             }
             let skipped = s.get_ref();
+            // A check the arm skips too is not judged, so its step may go with it.
             if let Some(c) = checks.list.iter().find(|c| {
                 c.needs
                     .iter()
                     .any(|n| matches!(n, Need::Step { step } if step == skipped))
+                    && !a.skip_checks.iter().any(|k| k.get_ref() == &c.name)
             }) {
                 cx.at(
                     s,

@@ -90,6 +90,12 @@ fn arms() {
     assert_eq!(a.expect, ArmExpectation::Unknown);
     assert_eq!(a.setup.skip_steps, ["b"]);
     assert_eq!(a.setup.images["imap1"], "frontend-fixed");
+    // A step may go with the checks judged on it, when the arm skips those too.
+    let c = parse_t(&format!(
+        "{HEAD}{ARMS_PREFIX}[arms.a]\nexpect = \"pass\"\nskip_checks = [\"ok\"]\nsetup = {{ skip_steps = [\"a\"] }}\n"
+    ))
+    .unwrap();
+    assert_eq!(c.arm("a").unwrap().setup.skip_steps, ["a"]);
 }
 
 // ---- arm check selection ---------------------------------------------------------------------
