@@ -434,10 +434,12 @@ fn base(
 fn deb_record(recipe: &Recipe, deb: &Path, file: &str) -> Result<DebRecord, BuildError> {
     let ioe = |e: io::Error| io_err(recipe, &format!("reading {file}"), e);
     let bytes = std::fs::read(deb).map_err(ioe)?;
-    let field = |args: &[&str]| -> Result<Vec<u8>, BuildError> {
+    // `dpkg-deb ACTION DEB ARG`: stdout, or the tool's own complaint.
+    let dpkg_deb = |action: &str, arg: &str| -> Result<Vec<u8>, BuildError> {
         let o = Command::new("dpkg-deb")
-            .args(args)
+            .arg(action)
             .arg(deb)
+            .arg(arg)
             .output()
             .map_err(ioe)?;
         if !o.status.success() {
@@ -447,25 +449,11 @@ fn deb_record(recipe: &Recipe, deb: &Path, file: &str) -> Result<DebRecord, Buil
         }
         Ok(o.stdout)
     };
-    // dpkg-deb --info DEB md5sums: the member's bytes.
-    let md5sums = {
-        let o = Command::new("dpkg-deb")
-            .arg("--info")
-            .arg(deb)
-            .arg("md5sums")
-            .output()
-            .map_err(ioe)?;
-        if !o.status.success() {
-            return Err(ioe(io::Error::other(
-                String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            )));
-        }
-        o.stdout
-    };
-    let version = String::from_utf8_lossy(&field(&["--field"])?)
-        .lines()
-        .find_map(|l| l.strip_prefix("Version: ").map(str::to_string))
-        .unwrap_or_default();
+    // The md5sums member's bytes: what dpkg keeps in /var/lib/dpkg/info once installed.
+    let md5sums = dpkg_deb("--info", "md5sums")?;
+    let version = String::from_utf8_lossy(&dpkg_deb("--field", "Version")?)
+        .trim()
+        .to_string();
     Ok(DebRecord {
         file: file.to_string(),
         version,
