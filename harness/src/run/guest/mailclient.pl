@@ -7,7 +7,7 @@
 #     --stop-lines N                stop reading after the N-th line answering the last command
 #     --stop-ms T                   stop T ms after sending the last command
 #     --stop-file PATH              stop once PATH exists (the harness creates it)
-#     --hold-ms T                   after the last answer, keep the connection open T ms
+#     --hold-ms T                   after the last answer, keep the connection open T ms (less if the server closes it first)
 #     --connections N               run N copies of the session at once (one process each)
 #
 # READY_FILE is created after the login; READY_FILE.N after the N-th command is answered.
@@ -255,7 +255,16 @@ sub end_session {
             out "not every connection was answered: holding anyway" unless $go;
         }
         out "holding the connection for $hold_ms ms";
-        select(undef, undef, undef, $hold_ms / 1000);
+        # The hold ends early when the server closes: a hold is "leave the server time to end
+        # this session itself" (a killed process), and once it has, waiting on proves nothing.
+        # Anything the server says meanwhile is kept for the goodbye's reader.
+        my $hsel = IO::Select->new($s);
+        my $until = uptime() + $hold_ms / 1000;
+        while ((my $left = $until - uptime()) > 0) {
+            next unless $hsel->can_read($left);
+            my $got = sysread($s, $buf, 65536, length $buf);
+            unless ($got) { out "the server closed the connection during the hold"; last }
+        }
     }
     # The goodbye gets time of its own, whenever the hold ended.
     $deadline = uptime() + 10 if $deadline < uptime() + 10;
