@@ -13,6 +13,7 @@ pub mod exit;
 pub mod hosttools;
 pub mod images;
 pub mod lab;
+pub mod metrics;
 pub mod procs;
 pub mod prune;
 pub mod qemu;
