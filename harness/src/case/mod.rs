@@ -564,6 +564,38 @@ pub enum CheckKind {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         delivered: bool,
     },
+    /// At least `at_least_milli`/1000 of the attempts of population step `population` that
+    /// ended between `from` and `to` after its start (`to`: its end) succeeded.
+    SuccessRate {
+        population: String,
+        at_least_milli: u64,
+        #[serde(serialize_with = "duration::serialize")]
+        from: Duration,
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "duration::serialize_opt"
+        )]
+        to: Option<Duration>,
+    },
+    /// Within `within` of the population's start, its failure rate (failed attempts / ended
+    /// attempts, over sliding windows of `window`) fell under `below_milli`/1000 and stayed
+    /// under it to the population's end.
+    DrainsWithin {
+        population: String,
+        #[serde(serialize_with = "duration::serialize")]
+        within: Duration,
+        below_milli: u64,
+        #[serde(serialize_with = "duration::serialize")]
+        window: Duration,
+    },
+    /// The series' highest sample (in step `during`'s run, when given) is at most
+    /// `at_most_milli`/1000.
+    SeriesPeak {
+        series: String,
+        at_most_milli: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        during: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -456,7 +456,39 @@ pub(super) struct RawCheck {
     pub log_absent: Option<S<RawLogAbsent>>,
     pub frames: Option<S<RawFrames>>,
     pub faster: Option<S<RawFaster>>,
+    pub success_rate: Option<S<RawSuccessRate>>,
+    pub drains_within: Option<S<RawDrainsWithin>>,
+    pub series_peak: Option<S<RawSeriesPeak>>,
     pub fail_when: Option<S<RawReason>>,
+}
+
+/// `success_rate`: the share of a population's attempts that succeeded in a window of its run.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSuccessRate {
+    pub population: Str,
+    pub at_least: S<toml::Value>,
+    pub from: Option<Str>,
+    pub to: Option<Str>,
+}
+
+/// `drains_within`: a population's failure rate falls under a bound and stays there.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDrainsWithin {
+    pub population: Str,
+    pub within: Str,
+    pub failure_rate_below: S<toml::Value>,
+    pub window: Option<Str>,
+}
+
+/// `series_peak`: a sampled series' highest value, in a step's run or the whole workload.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSeriesPeak {
+    pub series: Str,
+    pub at_most: S<toml::Value>,
+    pub during: Option<Str>,
 }
 
 /// `step_failed`: the step, and what its failure must look like (each key optional).

@@ -141,6 +141,37 @@ fn judge_kind(check: &Check, obs: &Observed, traces: &Traces) -> CheckResult {
     let name = check.name.as_str();
     let step = |s: &str| obs.steps.get(s);
     match &check.kind {
+        CheckKind::SuccessRate {
+            population,
+            at_least_milli,
+            from,
+            to,
+        } => series::success_rate(
+            name,
+            obs,
+            population,
+            *at_least_milli,
+            from.as_secs_f64(),
+            to.map(|t| t.as_secs_f64()),
+        ),
+        CheckKind::DrainsWithin {
+            population,
+            within,
+            below_milli,
+            window,
+        } => series::drains_within(
+            name,
+            obs,
+            population,
+            within.as_secs_f64(),
+            *below_milli,
+            window.as_secs_f64(),
+        ),
+        CheckKind::SeriesPeak {
+            series: s,
+            at_most_milli,
+            during,
+        } => series::series_peak(name, obs, s, *at_most_milli as f64 / 1000.0, during.as_deref()),
         CheckKind::StepOk { step: s } => match ran(name, step(s)) {
             Err(r) => r,
             Ok(rec) => match &rec.outcome {
@@ -655,5 +686,6 @@ fn tcp_flag_names(bits: u8) -> String {
 
 #[cfg(test)]
 mod arms;
+mod series;
 #[cfg(test)]
 mod tests;

@@ -114,6 +114,8 @@ pub struct EvidenceRecord {
 pub struct Observed {
     pub steps: BTreeMap<String, StepRecord>,
     pub evidence: BTreeMap<String, EvidenceRecord>,
+    /// Series over time: the guests' samplers, the wire, client populations.
+    pub metrics: crate::metrics::ArmMetrics,
 }
 
 /// What the runner gathered about one fault of the arm: its proof data, which

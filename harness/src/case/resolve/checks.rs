@@ -101,6 +101,14 @@ pub(super) fn build(
                     evidence: evidence.clone(),
                 }]
             }
+            CheckKind::SuccessRate { population, .. } | CheckKind::DrainsWithin { population, .. } => {
+                vec![Need::Step {
+                    step: population.clone(),
+                }]
+            }
+            CheckKind::SeriesPeak { during, .. } => {
+                during.iter().map(|s| Need::Step { step: s.clone() }).collect()
+            }
             CheckKind::Frames { segment, during, .. } => std::iter::once(Need::Trace {
                 segment: segment.clone(),
             })
@@ -347,6 +355,9 @@ fn build_check_kind(
             ("log_absent", c.log_absent.as_ref().map(|v| v.span())),
             ("frames", c.frames.as_ref().map(|v| v.span())),
             ("faster", c.faster.as_ref().map(|v| v.span())),
+            ("success_rate", c.success_rate.as_ref().map(|v| v.span())),
+            ("drains_within", c.drains_within.as_ref().map(|v| v.span())),
+            ("series_peak", c.series_peak.as_ref().map(|v| v.span())),
         ],
     );
     let placeholder = CheckKind::StepOk { step: String::new() };
@@ -425,6 +436,72 @@ fn build_check_kind(
                 step: r.step.get_ref().clone(),
                 than: r.than.get_ref().clone(),
                 factor_milli: (factor * 1000.0).round() as u64,
+            }
+        }
+        Some("success_rate") => {
+            let r = c.success_rate.as_ref().expect("given").get_ref();
+            ctx.steps.names.refer(cx, &r.population);
+            let from = match &r.from {
+                Some(f) => cx.duration(f).unwrap_or_default(),
+                None => Duration::ZERO,
+            };
+            let to = r.to.as_ref().and_then(|t| cx.duration(t));
+            if let (Some(t), Some(raw)) = (to, &r.to) {
+                if t <= from {
+                    cx.at(
+                        raw,
+                        "`to` must come after `from`: the window would hold no attempt",
+                    );
+                }
+            }
+            CheckKind::SuccessRate {
+                population: r.population.get_ref().clone(),
+                at_least_milli: fraction_milli(cx, &r.at_least),
+                from,
+                to,
+            }
+        }
+        Some("drains_within") => {
+            let r = c.drains_within.as_ref().expect("given").get_ref();
+            ctx.steps.names.refer(cx, &r.population);
+            let below = fraction_milli(cx, &r.failure_rate_below);
+            if below == 0 {
+                cx.at(
+                    &r.failure_rate_below,
+                    "a failure rate below 0 % never holds: give a bound above 0 (e.g. \"5%\")",
+                );
+            }
+            CheckKind::DrainsWithin {
+                population: r.population.get_ref().clone(),
+                within: cx.positive(Some(&r.within), Duration::from_secs(1)),
+                below_milli: below,
+                window: cx.positive(r.window.as_ref(), Duration::from_secs(10)),
+            }
+        }
+        Some("series_peak") => {
+            let r = c.series_peak.as_ref().expect("given").get_ref();
+            let name = r.series.get_ref();
+            if !name.contains('.') || name.starts_with('.') || name.ends_with('.') {
+                cx.at(
+                    &r.series,
+                    format!("a series is named `<guest, segment or step>.<metric>` (e.g. `imap1.procs.imap-login`), not `{name}`"),
+                );
+            }
+            if let Some(d) = &r.during {
+                ctx.steps.names.refer(cx, d);
+            }
+            let at_most = match r.at_most.get_ref() {
+                toml::Value::Integer(n) => (*n as f64 * 1000.0) as i64,
+                toml::Value::Float(f) if f.is_finite() => (f * 1000.0).round() as i64,
+                _ => {
+                    cx.at(&r.at_most, "at_most is a number");
+                    0
+                }
+            };
+            CheckKind::SeriesPeak {
+                series: name.clone(),
+                at_most_milli: at_most,
+                during: r.during.as_ref().map(|d| d.get_ref().clone()),
             }
         }
         Some("duration_at_most") => {
@@ -529,4 +606,26 @@ fn build_check_kind(
         None => placeholder,
     };
     (kind, None)
+}
+
+/// A share as case files write it: `"95%"`, or a number from 0 to 1; in thousandths.
+fn fraction_milli(cx: &mut Cx, v: &S<toml::Value>) -> u64 {
+    const HOW: &str = "a share is a percentage (\"95%\", \"99.5%\") or a number from 0 to 1";
+    let share = match v.get_ref() {
+        toml::Value::String(t) => t
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|p| p.is_finite())
+            .map(|p| p / 100.0),
+        toml::Value::Float(f) if f.is_finite() => Some(*f),
+        toml::Value::Integer(n) => Some(*n as f64),
+        _ => None,
+    };
+    match share {
+        Some(f) if (0.0..=1.0).contains(&f) => (f * 1000.0).round() as u64,
+        _ => {
+            cx.at(v, HOW);
+            0
+        }
+    }
 }

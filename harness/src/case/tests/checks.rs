@@ -34,11 +34,11 @@ fn checks() {
         ("[checks.x]\nstep_ok = { step = \"zz\" }\n", "t.toml:12:20: unknown step `zz` (this case has a)"),
         (
             "[checks.x]\nstep_ok = { step = \"a\" }\nstep_failed = { step = \"a\" }\n",
-            "t.toml:13:15: check `x` takes one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster, not both `step_ok` and `step_failed`",
+            "t.toml:13:15: check `x` takes one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster, success_rate, drains_within, series_peak, not both `step_ok` and `step_failed`",
         ),
         (
             "[checks.x]\nrequires = []\n",
-            "t.toml:11:9: check `x` needs one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster",
+            "t.toml:11:9: check `x` needs one of step_ok, step_failed, step_output, exec_output, duration_at_most, log_absent, frames, faster, success_rate, drains_within, series_peak",
         ),
         (
             "[checks.x]\nrequires = [\"ok\"]\nstep_ok = { step = \"a\" }\n",
@@ -287,4 +287,45 @@ fn a_log_absent_on_a_command_takes_a_control_and_frames_take_delivered() {
         c.check("y").unwrap().kind,
         CheckKind::Frames { delivered: true, .. }
     ));
+}
+
+#[test]
+fn series_checks_are_validated_where_they_are_written() {
+    table(&[
+        (
+            "[checks.x]\nsuccess_rate = { population = \"zz\", at_least = \"95%\" }\n",
+            "t.toml:12:31: unknown step `zz` (this case has a)",
+        ),
+        (
+            "[checks.x]\nsuccess_rate = { population = \"a\", at_least = \"120%\" }\n",
+            "t.toml:12:47: a share is a percentage (\"95%\", \"99.5%\") or a number from 0 to 1",
+        ),
+        (
+            "[checks.x]\nsuccess_rate = { population = \"a\", at_least = 0.9, from = \"60s\", to = \"30s\" }\n",
+            "t.toml:12:71: `to` must come after `from`: the window would hold no attempt",
+        ),
+        (
+            "[checks.x]\ndrains_within = { population = \"a\", within = \"90s\", failure_rate_below = \"0%\" }\n",
+            "t.toml:12:74: a failure rate below 0 % never holds: give a bound above 0 (e.g. \"5%\")",
+        ),
+        (
+            "[checks.x]\ndrains_within = { population = \"a\", failure_rate_below = \"5%\" }\n",
+            "t.toml:12:17: missing field `within`",
+        ),
+        (
+            "[checks.x]\nseries_peak = { series = \"load1\", at_most = 3 }\n",
+            "t.toml:12:26: a series is named `<guest, segment or step>.<metric>` (e.g. `imap1.procs.imap-login`), not `load1`",
+        ),
+        (
+            "[checks.x]\nseries_peak = { series = \"imap1.load1\", at_most = \"3\" }\n",
+            "t.toml:12:51: at_most is a number",
+        ),
+    ]);
+}
+
+#[test]
+fn series_checks_read_as_written() {
+    let case = ok("[checks.rate]\nsuccess_rate = { population = \"a\", at_least = \"99.5%\", from = \"1m\" }\n[checks.drain]\ndrains_within = { population = \"a\", within = \"90s\", failure_rate_below = 0.05 }\n[checks.peak]\nseries_peak = { series = \"imap1.procs.imap-login\", at_most = 95, during = \"a\" }\n");
+    let kinds: Vec<_> = case.checks.iter().take(3).map(|c| (&c.kind, &c.needs)).collect();
+    insta::assert_debug_snapshot!(kinds);
 }
