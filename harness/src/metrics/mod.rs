@@ -9,6 +9,9 @@
 //! clock as step and fault times), strictly increasing; a sample that was not taken is absent,
 //! never a zero. Readers treat a gap as missing data (`unknown`), not as a value.
 
+pub mod model;
+pub mod warning;
+
 use serde::{Deserialize, Serialize};
 
 /// One sample: `t` seconds since the workload started, value `v`.
