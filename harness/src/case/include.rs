@@ -27,6 +27,7 @@ use crate::span::PosError;
 struct Merged {
     name: Option<Str>,
     summary: Option<Str>,
+    healthy_arm: Option<Str>,
     guests: Option<Named<RawGuest>>,
     segments: Option<Named<RawSegment>>,
     disks: Named<RawDisk>,
@@ -58,6 +59,7 @@ pub(super) fn read(path: &Path, text: &str) -> Result<(Sources, RawCase), PosErr
     let raw = RawCase {
         name: m.name.ok_or_else(|| missing("name"))?,
         summary: m.summary.ok_or_else(|| missing("summary"))?,
+        healthy_arm: m.healthy_arm,
         guests: m.guests.ok_or_else(|| missing("guests"))?,
         segments: m.segments,
         disks: m.disks,
@@ -114,6 +116,9 @@ fn merge_file(
     }
     if raw.summary.is_some() {
         m.summary = raw.summary;
+    }
+    if raw.healthy_arm.is_some() {
+        m.healthy_arm = raw.healthy_arm;
     }
     join_some(sources, &mut m.guests, raw.guests, "guest")?;
     join_some(sources, &mut m.segments, raw.segments, "segment")?;

@@ -98,6 +98,10 @@ pub struct Case {
     /// Figures every arm reports (counts, latencies) without judging them.
     pub measures: Vec<Measure>,
     pub arms: Vec<Arm>,
+    /// The arm whose series are the normal range of every other arm's (the earliest-warning
+    /// table): the same workload with no fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_arm: Option<String>,
 }
 
 impl Case {

@@ -49,6 +49,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
 pub(super) struct RawFile {
     pub name: Option<Str>,
     pub summary: Option<Str>,
+    pub healthy_arm: Option<Str>,
     #[serde(default)]
     pub include: Vec<Str>,
     pub guests: Option<Named<RawGuest>>,
@@ -71,6 +72,7 @@ pub(super) struct RawFile {
 pub(super) struct RawCase {
     pub name: Str,
     pub summary: Str,
+    pub healthy_arm: Option<Str>,
     // Not `Spanned<Named<…>>`: toml_edit cannot give spanned keys inside a spanned header
     // table, so an empty table is found by the resolver's `key_offset`.
     pub guests: Named<RawGuest>,

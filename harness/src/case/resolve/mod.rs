@@ -269,6 +269,28 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
     let checks = checks::build(cx, &raw.checks, &lab, &steps, &evidence_names, &mut evidence);
     let measures = measures::build(cx, &raw.measures, &steps);
     let arms = arms::build(cx, &raw.arms, &lab, &steps, &faults, &checks);
+    let healthy_arm = raw.healthy_arm.as_ref().map(|h| {
+        match arms.iter().find(|a| a.name == *h.get_ref()) {
+            None => cx.at(
+                h,
+                format!(
+                    "unknown arm `{}` (this case has {})",
+                    h.get_ref(),
+                    arms.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Some(a) if !a.faults.is_empty() => cx.at(
+                h,
+                format!(
+                    "the healthy arm is the normal range other arms are measured against: arm `{}` turns on faults ({})",
+                    a.name,
+                    a.faults.join(", ")
+                ),
+            ),
+            Some(_) => {}
+        }
+        h.get_ref().clone()
+    });
     let guests::Lab {
         guests,
         segments,
@@ -288,6 +310,7 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
         checks: checks.list,
         measures,
         arms,
+        healthy_arm,
     }
 }
 

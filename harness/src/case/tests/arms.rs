@@ -176,3 +176,20 @@ fn arms_change_how_a_session_ends() {
         "t.toml:25:16: step `a` is not an imap or pop3 session"
     );
 }
+
+#[test]
+fn the_healthy_arm_is_an_arm_of_the_case_with_no_fault() {
+    let with = |line: &str| {
+        format!("healthy_arm = {line}\n{HEAD}{TAIL}[faults.f]\nstart = {{ at = \"0s\" }}\nguest_exec = {{ guest = \"filer\", command = \"true\" }}\n[arms.bug]\nfaults = [\"f\"]\nexpect = \"fail\"\nfailing_checks = [\"ok\"]\n")
+    };
+    assert_eq!(
+        full_err(&with("\"nope\"")),
+        "t.toml:1:15: unknown arm `nope` (this case has base, bug)"
+    );
+    assert_eq!(
+        full_err(&with("\"bug\"")),
+        "t.toml:1:15: the healthy arm is the normal range other arms are measured against: arm `bug` turns on faults (f)"
+    );
+    let case = parse_t(&with("\"base\"")).unwrap();
+    assert_eq!(case.healthy_arm.as_deref(), Some("base"));
+}
