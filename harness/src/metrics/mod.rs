@@ -11,6 +11,13 @@
 
 use serde::{Deserialize, Serialize};
 
+mod failure;
+pub mod sampler;
+pub mod summary;
+pub mod wire;
+
+pub use failure::{first_user_failure, FAILURE_METRICS};
+
 /// One sample: `t` seconds since the workload started, value `v`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
