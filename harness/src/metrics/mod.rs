@@ -9,10 +9,16 @@
 //! clock as step and fault times), strictly increasing; a sample that was not taken is absent,
 //! never a zero. Readers treat a gap as missing data (`unknown`), not as a value.
 
-pub mod model;
-pub mod warning;
-
 use serde::{Deserialize, Serialize};
+
+mod failure;
+pub mod model;
+pub mod sampler;
+pub mod summary;
+pub mod warning;
+pub mod wire;
+
+pub use failure::{first_user_failure, FAILURE_METRICS};
 
 /// One sample: `t` seconds since the workload started, value `v`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -13,14 +13,28 @@ use super::merge::MergeRecord;
 use super::variants::VariantTable;
 use super::{ArmRecord, Event, EventKind, RunRecord};
 use crate::case::Verdict;
+use crate::metrics::ArmMetrics;
 
 pub fn render(run: &RunRecord, histories: &[Vec<Event>]) -> String {
+    render_with_metrics(run, histories, &[])
+}
+
+/// The page, with each arm's series over time (`metrics[i]` for `run.arms[i]`, where read)
+/// drawn under its timeline.
+pub fn render_with_metrics(
+    run: &RunRecord,
+    histories: &[Vec<Event>],
+    metrics: &[Option<ArmMetrics>],
+) -> String {
     let anchors = anchors(&run.arms);
     let mut out = String::new();
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     out.push_str(&format!("<title>faultline run {}</title>\n", esc(&run.run_id)));
-    out.push_str(&format!("<style>{CSS}</style>\n</head>\n<body>\n"));
+    out.push_str(&format!(
+        "<style>{CSS}{}</style>\n</head>\n<body>\n",
+        super::plots::CSS
+    ));
     header(&mut out, run);
     summary(&mut out, run, &anchors);
     if let Some(table) = &run.variants {
@@ -28,7 +42,8 @@ pub fn render(run: &RunRecord, histories: &[Vec<Event>]) -> String {
     }
     for (i, arm) in run.arms.iter().enumerate() {
         let history = histories.get(i).map(Vec::as_slice).unwrap_or_default();
-        arm_section(&mut out, arm, &anchors[i], history);
+        let m = metrics.get(i).and_then(Option::as_ref);
+        arm_section(&mut out, arm, &anchors[i], history, m);
     }
     out.push_str("</body>\n</html>\n");
     out
@@ -221,7 +236,13 @@ fn variants(out: &mut String, t: &VariantTable, run: &RunRecord, anchors: &[Stri
     out.push_str("</table>\n</section>\n");
 }
 
-fn arm_section(out: &mut String, arm: &ArmRecord, anchor: &str, history: &[Event]) {
+fn arm_section(
+    out: &mut String,
+    arm: &ArmRecord,
+    anchor: &str,
+    history: &[Event],
+    metrics: Option<&ArmMetrics>,
+) {
     out.push_str(&format!(
         "<section class=\"arm\" id=\"{}\">\n<h2>{} / {} {}</h2>\n<p class=\"muted\">{}</p>\n",
         esc(anchor),
@@ -272,6 +293,10 @@ fn arm_section(out: &mut String, arm: &ArmRecord, anchor: &str, history: &[Event
         out.push_str(LEGEND);
     }
     history_table(out, history);
+    if let Some(m) = metrics {
+        out.push_str("<h3>Metrics over time</h3>\n");
+        out.push_str(&super::plots::arm_plots(arm, m));
+    }
     out.push_str("<h3>Evidence</h3>\n<ul>\n");
     for (file, what) in [
         ("history.jsonl", "history (one event per line)"),

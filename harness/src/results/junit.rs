@@ -231,6 +231,7 @@ pub(in crate::results) mod tests {
             rerun: "faultline run --case nfs-lock --arm baseline".into(),
             images: BTreeMap::new(),
             variant: None,
+            metrics: None,
         };
         let grant_lost = ArmRecord {
             case: "nfs-lock".into(),
@@ -280,6 +281,7 @@ pub(in crate::results) mod tests {
             rerun: "faultline run --case nfs-lock --arm grant-lost".into(),
             images: BTreeMap::new(),
             variant: None,
+            metrics: None,
         };
         let agent_gone = ArmRecord {
             case: "imap-idle".into(),
@@ -304,6 +306,7 @@ pub(in crate::results) mod tests {
             rerun: "faultline run --case imap-idle --arm partition".into(),
             images: BTreeMap::new(),
             variant: None,
+            metrics: None,
         };
         RunRecord {
             run_id: "20261128-191530-ab12".into(),

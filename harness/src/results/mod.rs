@@ -21,6 +21,7 @@ mod escape;
 pub mod html;
 pub mod junit;
 pub mod merge;
+pub mod plots;
 pub mod variants;
 
 pub use variants::{ArmVariant, GuestImage, VariantTable};
@@ -101,6 +102,10 @@ pub struct ArmRecord {
     /// then `<arm>@<image>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<ArmVariant>,
+    /// The arm's series over time in brief (the series themselves are in the arm folder's
+    /// `metrics.json`); `None` for an arm whose workload never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::metrics::summary::MetricsRecord>,
 }
 
 /// A segment's trace as the checks saw it: the switch's count of frames it received and of
@@ -220,10 +225,24 @@ impl RunRecord {
         write_atomic(&run_dir.join("run.json"), json.as_bytes())?;
         write_atomic(&run_dir.join("junit.xml"), junit::render(self).as_bytes())?;
         let histories: Vec<Vec<Event>> = self.arms.iter().map(|a| Self::history(run_dir, a)).collect();
+        let metrics: Vec<Option<crate::metrics::ArmMetrics>> =
+            self.arms.iter().map(|a| Self::metrics(run_dir, a)).collect();
         write_atomic(
             &run_dir.join("report.html"),
-            html::render(self, &histories).as_bytes(),
+            html::render_with_metrics(self, &histories, &metrics).as_bytes(),
         )
+    }
+
+    /// The arm's series, read back from its folder (`None` if it has none or they do not
+    /// parse).
+    pub fn metrics(run_dir: &Path, arm: &ArmRecord) -> Option<crate::metrics::ArmMetrics> {
+        let file = &arm.metrics.as_ref()?.file;
+        // The file name comes from run.json: only a plain name inside the arm's folder.
+        if file.contains('/') || file.starts_with('.') {
+            return None;
+        }
+        let bytes = std::fs::read(run_dir.join(&arm.dir).join(file)).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 }
 

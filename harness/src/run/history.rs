@@ -71,6 +71,11 @@ impl History {
             .unwrap_or(0.0)
     }
 
+    /// The workload's start in unix seconds (what `t` counts from), once it has started.
+    pub fn started_unix(&self) -> Option<f64> {
+        self.lock().t0.map(|(_, unix)| unix)
+    }
+
     /// The `t` of an instant.
     pub fn t_of(&self, at: Instant) -> f64 {
         match self.lock().t0 {

@@ -19,6 +19,7 @@ pub mod history;
 pub mod measures;
 pub mod proof;
 pub mod record;
+pub mod sampler;
 pub mod steps;
 pub mod trace;
 pub mod workload;
@@ -247,7 +248,7 @@ pub async fn run_arm(
         case.name, id, lab.ready_s
     ));
 
-    let (observed, mut fault_runs, workload) = {
+    let (mut observed, mut fault_runs, workload, samples) = {
         let Lab {
             switch,
             guests: machines,
@@ -282,7 +283,7 @@ pub async fn run_arm(
         capture(&ctx, &dir, "after", &case.evidence.after, &mut observed).await;
         guest_logs(&ctx, &dir).await;
         observed.steps = outcome.steps;
-        (observed, outcome.faults, outcome.duration)
+        (observed, outcome.faults, outcome.duration, outcome.samples)
     };
     record.workload_s = workload.as_secs_f64();
     let _ = std::fs::write(
@@ -321,6 +322,9 @@ pub async fn run_arm(
         problem: judged.as_ref().err().cloned(),
     });
     traces.insert(segment.name.clone(), judged);
+    let (metrics, arm_metrics) = series(&dir, &history, &samples, &traces, record.workload_s);
+    record.metrics = metrics;
+    observed.metrics = arm_metrics;
     let results: Vec<CheckResult> = checks::judge(case, &observed, &traces)
         .into_iter()
         .filter(|r| !arm.skip_checks.iter().any(|s| s == r.name()))
@@ -371,6 +375,30 @@ pub async fn run_arm(
     }
 }
 
+/// Every series of the arm into `metrics.json`; their summary for run.json (`None` when the
+/// workload never started, so nothing was sampled), and the series for series checks.
+fn series(
+    dir: &Path,
+    history: &History,
+    samples: &BTreeMap<String, Result<String, String>>,
+    traces: &checks::Traces,
+    workload_s: f64,
+) -> (Option<crate::metrics::summary::MetricsRecord>, crate::metrics::ArmMetrics) {
+    let Some(unix0) = history.started_unix() else {
+        return (None, crate::metrics::ArmMetrics::default());
+    };
+    let frames = traces
+        .iter()
+        .map(|(s, t)| (s.clone(), t.as_ref().map(Vec::as_slice).map_err(Clone::clone)))
+        .collect();
+    let (m, mut rec) = sampler::assemble(samples, &frames, unix0, workload_s);
+    let json = serde_json::to_vec(&m).unwrap_or_default();
+    if let Err(e) = crate::results::write_atomic(&dir.join(&rec.file), &json) {
+        rec.problems.push(format!("could not write {}: {e}", rec.file));
+    }
+    (Some(rec), m)
+}
+
 /// An arm's record before it has a verdict: `error`, not met, with no explanation yet (what an
 /// interrupted arm is left as).
 pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
@@ -400,6 +428,7 @@ pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
         rerun,
         images: BTreeMap::new(),
         variant: None,
+        metrics: None,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::results::EventKind;
 use crate::run::context::{log_offsets, offset_script, Ctx, State, GUEST_DIR};
 use crate::run::faults;
 use crate::run::record::{snippet, FaultRun, StepRecord};
+use crate::run::sampler;
 use crate::run::steps;
 
 const LOCKPROBE: &[u8] = include_bytes!("guest/lockprobe.pl");
@@ -26,6 +27,8 @@ pub struct Outcome {
     pub steps: BTreeMap<String, StepRecord>,
     pub faults: Vec<FaultRun>,
     pub duration: Duration,
+    /// Each guest's sampler output, or why there is none.
+    pub samples: BTreeMap<String, Result<String, String>>,
 }
 
 /// Run the arm's workload and faults; returns when every step has finished and every fault
@@ -33,6 +36,7 @@ pub struct Outcome {
 pub async fn run(ctx: &Ctx<'_>) -> Outcome {
     let start = Instant::now();
     let log_base = prepare_guests(ctx).await;
+    let samplers = sampler::start(ctx).await;
     let st = State::new(ctx.case, log_base);
     ctx.history.start_workload();
 
@@ -63,10 +67,12 @@ pub async fn run(ctx: &Ctx<'_>) -> Outcome {
     let (_, faults) = futures::join!(steps, futures::future::join_all(faults));
     ctx.history
         .event(EventKind::WorkloadEnd, "workload", None, None, None);
+    let duration = start.elapsed();
     Outcome {
         steps: st.into_steps(),
         faults,
-        duration: start.elapsed(),
+        duration,
+        samples: sampler::stop(ctx, samplers, ctx.dir).await,
     }
 }
 

@@ -11,5 +11,5 @@ pub mod rpc;
 pub mod rules;
 pub mod switch;
 #[cfg(test)]
-mod test_frames;
+pub(crate) mod test_frames;
 pub mod tracker;
