@@ -297,6 +297,7 @@ fn arm_section(
         out.push_str("<h3>Metrics over time</h3>\n");
         out.push_str(&super::plots::arm_plots(arm, m));
     }
+    warnings_table(out, arm);
     out.push_str("<h3>Evidence</h3>\n<ul>\n");
     for (file, what) in [
         ("history.jsonl", "history (one event per line)"),
@@ -874,6 +875,54 @@ fn fit(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// The earliest-warning table: the monitoring points that left their normal range, earliest
+/// first, with their lead over the first user-visible failure.
+fn warnings_table(out: &mut String, arm: &ArmRecord) {
+    let Some(t) = &arm.warnings else { return };
+    out.push_str("<h3>Earliest warning</h3>\n");
+    let first = match t.first_failure_s {
+        Some(f) => format!("the first user-visible failure at t={f:.1} s"),
+        None => "no user-visible failure".to_string(),
+    };
+    out.push_str(&format!(
+        "<p class=\"muted\">Normal range: {}. Against {}: {} series left it, {} stayed in it, {} could not be judged.</p>\n",
+        esc(&t.baseline),
+        first,
+        t.rows.len(),
+        t.in_range,
+        t.not_judged
+    ));
+    if t.rows.is_empty() {
+        return;
+    }
+    out.push_str("<table>\n<tr><th>Series</th><th>Left its range at</th><th>Lead</th><th>Value</th><th>Normal (median ± σ)</th></tr>\n");
+    let num = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"));
+    for w in &t.rows {
+        let lead = match w.lead_s {
+            Some(l) if l > 0.0 => format!("{l:.1} s before"),
+            Some(l) => format!("{:.1} s after", -l),
+            None => "–".into(),
+        };
+        let dir = match w.direction {
+            Some(crate::metrics::warning::Direction::Up) => " ↑",
+            Some(crate::metrics::warning::Direction::Down) => " ↓",
+            None => "",
+        };
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>t={} s</td><td>{}</td><td>{}{} {}</td><td>{} ± {}</td></tr>\n",
+            esc(&w.series),
+            num(w.first_out_s),
+            lead,
+            num(w.value),
+            dir,
+            esc(&w.unit),
+            num(w.baseline.median),
+            num(w.baseline.sigma)
+        ));
+    }
+    out.push_str("</table>\n");
 }
 
 #[cfg(test)]

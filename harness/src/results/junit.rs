@@ -232,6 +232,8 @@ pub(in crate::results) mod tests {
             images: BTreeMap::new(),
             variant: None,
             metrics: None,
+            healthy_arm: None,
+            warnings: None,
         };
         let grant_lost = ArmRecord {
             case: "nfs-lock".into(),
@@ -282,6 +284,8 @@ pub(in crate::results) mod tests {
             images: BTreeMap::new(),
             variant: None,
             metrics: None,
+            healthy_arm: None,
+            warnings: None,
         };
         let agent_gone = ArmRecord {
             case: "imap-idle".into(),
@@ -307,6 +311,8 @@ pub(in crate::results) mod tests {
             images: BTreeMap::new(),
             variant: None,
             metrics: None,
+            healthy_arm: None,
+            warnings: None,
         };
         RunRecord {
             run_id: "20261128-191530-ab12".into(),

@@ -23,6 +23,7 @@ pub mod junit;
 pub mod merge;
 pub mod plots;
 pub mod variants;
+pub mod warnings;
 
 pub use variants::{ArmVariant, GuestImage, VariantTable};
 
@@ -106,6 +107,12 @@ pub struct ArmRecord {
     /// `metrics.json`); `None` for an arm whose workload never started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<crate::metrics::summary::MetricsRecord>,
+    /// The case's healthy arm (`healthy_arm`), whose series are this arm's normal range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_arm: Option<String>,
+    /// The earliest-warning table (`warnings::tables`), made when run.json is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<warnings::WarningTable>,
 }
 
 /// A segment's trace as the checks saw it: the switch's count of frames it received and of
@@ -220,16 +227,22 @@ impl RunRecord {
     }
 
     /// Write `run.json`, `junit.xml` and `report.html` into `run_dir`, each atomically.
+    /// The earliest-warning tables are made here, from every arm's series: an arm's normal
+    /// range may be another arm's, which may end after it.
     pub fn write(&self, run_dir: &Path) -> io::Result<()> {
-        let json = serde_json::to_string_pretty(self).expect("a run record serializes");
-        write_atomic(&run_dir.join("run.json"), json.as_bytes())?;
-        write_atomic(&run_dir.join("junit.xml"), junit::render(self).as_bytes())?;
-        let histories: Vec<Vec<Event>> = self.arms.iter().map(|a| Self::history(run_dir, a)).collect();
         let metrics: Vec<Option<crate::metrics::ArmMetrics>> =
             self.arms.iter().map(|a| Self::metrics(run_dir, a)).collect();
+        let mut run = self.clone();
+        for (arm, table) in run.arms.iter_mut().zip(warnings::tables(&self.arms, &metrics)) {
+            arm.warnings = table;
+        }
+        let json = serde_json::to_string_pretty(&run).expect("a run record serializes");
+        write_atomic(&run_dir.join("run.json"), json.as_bytes())?;
+        write_atomic(&run_dir.join("junit.xml"), junit::render(&run).as_bytes())?;
+        let histories: Vec<Vec<Event>> = run.arms.iter().map(|a| Self::history(run_dir, a)).collect();
         write_atomic(
             &run_dir.join("report.html"),
-            html::render_with_metrics(self, &histories, &metrics).as_bytes(),
+            html::render_with_metrics(&run, &histories, &metrics).as_bytes(),
         )
     }
 

@@ -383,7 +383,10 @@ fn series(
     samples: &BTreeMap<String, Result<String, String>>,
     traces: &checks::Traces,
     workload_s: f64,
-) -> (Option<crate::metrics::summary::MetricsRecord>, crate::metrics::ArmMetrics) {
+) -> (
+    Option<crate::metrics::summary::MetricsRecord>,
+    crate::metrics::ArmMetrics,
+) {
     let Some(unix0) = history.started_unix() else {
         return (None, crate::metrics::ArmMetrics::default());
     };
@@ -429,6 +432,8 @@ pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
         images: BTreeMap::new(),
         variant: None,
         metrics: None,
+        healthy_arm: case.healthy_arm.clone(),
+        warnings: None,
     }
 }
 
