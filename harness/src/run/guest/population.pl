@@ -168,11 +168,26 @@ sub worker {
     my ($rin, $win) = ('', '');
     my $last_tick = -1;
 
-    my $schedule = sub {
-        my ($at, $i) = @_;
-        my $k = @due;
-        $k-- while $k > 0 && $due[$k - 1][0] > $at;
-        splice(@due, $k, 0, [$at, $i]);
+    # Insert [time, …] into a list sorted by time (binary search; splice moves in C).
+    my $insert = sub {
+        my ($list, $item) = @_;
+        my ($lo, $hi) = (0, scalar @$list);
+        while ($lo < $hi) {
+            my $mid = ($lo + $hi) >> 1;
+            if ($list->[$mid][0] <= $item->[0]) { $lo = $mid + 1 } else { $hi = $mid }
+        }
+        splice(@$list, $lo, 0, $item);
+    };
+    my $schedule = sub { my ($at, $i) = @_; $insert->(\@due, [$at, $i]) };
+    # Every connection has one deadline at a time (its attempt's timeout, the end of a hold,
+    # a drain or a logout): a timer [time, connection, generation]. Entering a state makes a
+    # new one; the old one, its generation passed, is dropped when it comes up. No pass over
+    # every connection is ever needed, which under TCG was the client's main cost.
+    my @timers;
+    my $arm = sub {
+        my ($c, $at) = @_;
+        $c->{until} = $at;
+        $insert->(\@timers, [$at, $c, ++$c->{gen}]);
     };
     my $backoff = sub {
         my ($fails) = @_;
@@ -234,14 +249,16 @@ sub worker {
         }
         shutdown($c->{fh}, 1);
         vec($win, $c->{fd}, 1) = 0;
-        ($c->{state}, $c->{until}) = ('draining', now() + 5);
+        $c->{state} = 'draining';
+        $arm->($c, now() + 5);
     };
     my $logout = sub {
         my ($c) = @_;
         $c->{buf} = '';
         my $err = $send->($c, $proto eq 'imap' ? "a$c->{tag} LOGOUT" : 'QUIT');
         return $forget->($c) if $err;
-        ($c->{state}, $c->{until}) = ('logout', now() + 5);
+        $c->{state} = 'logout';
+        $arm->($c, now() + 5);
     };
     my $limit_text = qr/\[(?:UNAVAILABLE|LIMIT|SYS\/TEMP|IN-USE)\]|Maximum number of connections|queue full|Internal login failure|try again|Too many/i;
 
@@ -278,8 +295,9 @@ sub worker {
             $record->($c, 'ok');
             $c->{tag} = @commands + 2;
             if ($hold > 0 && now() < $t_end) {
-                ($c->{state}, $c->{until}) = ('hold', now() + $hold);
-                $c->{until} = $t_end if $c->{until} > $t_end;
+                $c->{state} = 'hold';
+                my $until = now() + $hold;
+                $arm->($c, $until > $t_end ? $t_end : $until);
             } else {
                 $logout->($c);
             }
@@ -342,6 +360,7 @@ sub worker {
         $c->{fh} = $fh;
         $c->{fd} = fileno $fh;
         $conn{ $c->{fd} } = $c;
+        $arm->($c, $c->{t0} + $timeout);
         if (connect($fh, $peer)) {
             ($c->{state}, $c->{phase}) = ('open', 'greeting');
             vec($rin, $c->{fd}, 1) = 1;
@@ -352,29 +371,19 @@ sub worker {
         }
     };
 
-    # Time every attempt out that ran too long, end holds, drains and logouts that are due;
-    # returns the earliest deadline left.
-    my $deadlines = sub {
-        my ($now) = @_;
-        my $soonest = $now + 1;
-        for my $c (values %conn) {
-            if (!$c->{recorded} && $now - $c->{t0} >= $timeout) {
-                $record->($c, 'timeout');
-                $hang_up->($c);
-            } elsif ($c->{state} eq 'hold' && $now >= $c->{until}) {
-                $logout->($c);
-            } elsif (($c->{state} eq 'draining' || $c->{state} eq 'logout') && $now >= $c->{until}) {
-                $forget->($c);
-                next;
-            }
-            next unless $conn{ $c->{fd} };
-            my $at = $c->{recorded} ? $c->{until} : $c->{t0} + $timeout;
-            $soonest = $at if defined $at && $at < $soonest;
+    # A connection's deadline came: time its attempt out, end its hold, drain or logout.
+    my $due_now = sub {
+        my ($c) = @_;
+        if (!$c->{recorded}) {
+            $record->($c, 'timeout');
+            $hang_up->($c);
+        } elsif ($c->{state} eq 'hold') {
+            $logout->($c);
+        } else {
+            $forget->($c);
         }
-        return $soonest;
     };
 
-    my ($next_scan, $deadline) = (0, 0);
     while (1) {
         my $now = now();
         if ($now < $t_end) {
@@ -382,20 +391,13 @@ sub worker {
         } else {
             @due = ();
         }
-        # Deadlines are looked at every 100 ms at most: a pass over hundreds of connections
-        # at every wake-up would be the client's main cost under TCG. A state entered since
-        # (a hold, a drain) may bring a deadline sooner than the last pass found, so the wait
-        # is never more than 250 ms while connections are open.
-        if ($now >= $next_scan) {
-            $next_scan = $now + 0.1;
-            $deadline = $deadlines->($now);
+        while (@timers && $timers[0][0] <= $now) {
+            my (undef, $c, $gen) = @{ shift @timers };
+            next unless $gen == $c->{gen} && $c->{fh} && ($conn{ $c->{fd} } // 0) == $c;
+            $due_now->($c);
         }
         my $soonest = @due ? $due[0][0] : $now + 1;
-        if (%conn) {
-            my $d = $deadline < $next_scan ? $next_scan : $deadline;
-            $d = $now + 0.25 if $now + 0.25 < $d;
-            $soonest = $d if $d < $soonest;
-        }
+        $soonest = $timers[0][0] if @timers && $timers[0][0] < $soonest;
         if (floor($now) != $last_tick) {
             $last_tick = floor($now);
             my ($us, $sy) = times;
