@@ -220,6 +220,75 @@ pub enum StepKind {
         #[serde(serialize_with = "duration::serialize")]
         timeout: Duration,
     },
+    /// Many simulated mail users in the step's guest, each a client with a timeout and
+    /// retries: ok when the client ran to its end, however many attempts failed.
+    Population(Population),
+}
+
+/// A client population: `users` mail users against `server`, each connecting, logging in and
+/// sending `commands` like a mail client, giving up after `attempt_timeout` and retrying as
+/// `retry` says, until `duration` has passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Population {
+    pub protocol: MailProtocol,
+    /// A guest of the case; the step's own guest means `localhost`.
+    pub server: String,
+    pub port: u16,
+    /// `%i` is the user's number, 1..=`users`.
+    pub user: String,
+    pub password: String,
+    pub users: u32,
+    /// After the login, one by one (IMAP: untagged); every one answered OK is a success.
+    pub commands: Vec<String>,
+    /// The users' first attempts are spread evenly over this (zero: all at once).
+    #[serde(serialize_with = "duration::serialize")]
+    pub arrivals: Duration,
+    /// An attempt not done after this is given up: the client disconnects as `close` says.
+    #[serde(serialize_with = "duration::serialize")]
+    pub attempt_timeout: Duration,
+    /// `Fin` or `Rst`: how a client that gives up disconnects.
+    pub close: CloseMode,
+    pub retry: Retry,
+    /// No attempt starts after this (from the client's start); open ones run to their end.
+    #[serde(serialize_with = "duration::serialize")]
+    pub duration: Duration,
+    /// A user that succeeded comes back this long after logging out (a polling client);
+    /// `None`: one success and it is done.
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub repeat_after: Option<Duration>,
+    /// After the last answer, stay logged in this long before logging out.
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub hold: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailProtocol {
+    Imap,
+    Pop3,
+}
+
+/// What a population's user does after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    pub policy: RetryPolicy,
+    /// The wait after a failure (`Fixed`), or after the first one (`Exponential`: doubled
+    /// after each further failure, up to `max_delay`).
+    #[serde(serialize_with = "duration::serialize")]
+    pub delay: Duration,
+    #[serde(serialize_with = "duration::serialize")]
+    pub max_delay: Duration,
+    /// Wait a uniformly random part of the delay instead of all of it ("full jitter").
+    pub jitter: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryPolicy {
+    /// A failed user gives up.
+    None,
+    Fixed,
+    Exponential,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

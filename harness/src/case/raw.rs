@@ -123,6 +123,7 @@ pub(super) struct RawStep {
     pub wait: Option<S<RawWait>>,
     pub wait_for_log: Option<S<RawWaitForLog>>,
     pub capture: Option<S<RawCapture>>,
+    pub population: Option<S<RawPopulation>>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +216,35 @@ pub(super) struct RawCapture {
     pub command: Option<Str>,
     pub files: Option<S<Vec<Str>>>,
     pub timeout: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPopulation {
+    pub protocol: Str,
+    pub server: Option<Str>,
+    pub port: Option<S<i64>>,
+    pub user: Str,
+    pub password: Str,
+    pub users: S<i64>,
+    #[serde(default)]
+    pub commands: Vec<Str>,
+    pub arrivals: Option<Str>,
+    pub attempt_timeout: Option<Str>,
+    pub close: Option<Str>,
+    pub retry: Option<S<RawRetry>>,
+    pub duration: Str,
+    pub repeat_after: Option<Str>,
+    pub hold: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub policy: Str,
+    pub delay: Option<Str>,
+    pub max_delay: Option<Str>,
+    pub jitter: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,8 @@
 //! clock as step and fault times), strictly increasing; a sample that was not taken is absent,
 //! never a zero. Readers treat a gap as missing data (`unknown`), not as a value.
 
+pub mod population;
+
 use serde::{Deserialize, Serialize};
 
 mod failure;

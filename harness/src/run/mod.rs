@@ -322,7 +322,8 @@ pub async fn run_arm(
         problem: judged.as_ref().err().cloned(),
     });
     traces.insert(segment.name.clone(), judged);
-    let (metrics, arm_metrics) = series(&dir, &history, &samples, &traces, record.workload_s);
+    let populations = population_series(case, &observed.steps);
+    let (metrics, arm_metrics) = series(&dir, &history, &samples, &traces, record.workload_s, populations);
     record.metrics = metrics;
     observed.metrics = arm_metrics;
     let results: Vec<CheckResult> = checks::judge(case, &observed, &traces)
@@ -383,6 +384,7 @@ fn series(
     samples: &BTreeMap<String, Result<String, String>>,
     traces: &checks::Traces,
     workload_s: f64,
+    populations: (Vec<crate::metrics::Series>, Vec<String>),
 ) -> (
     Option<crate::metrics::summary::MetricsRecord>,
     crate::metrics::ArmMetrics,
@@ -394,12 +396,49 @@ fn series(
         .iter()
         .map(|(s, t)| (s.clone(), t.as_ref().map(Vec::as_slice).map_err(Clone::clone)))
         .collect();
-    let (m, mut rec) = sampler::assemble(samples, &frames, unix0, workload_s);
+    let (series, problems) = populations;
+    let (m, mut rec) = sampler::assemble(samples, &frames, unix0, workload_s, series);
+    rec.problems.extend(problems);
     let json = serde_json::to_vec(&m).unwrap_or_default();
     if let Err(e) = crate::results::write_atomic(&dir.join(&rec.file), &json) {
         rec.problems.push(format!("could not write {}: {e}", rec.file));
     }
     (Some(rec), m)
+}
+
+/// The per-second series of every population step that ran to its end (a client cut short
+/// left a partial count, which series checks must not read as whole), and why others have none.
+fn population_series(
+    case: &Case,
+    steps: &BTreeMap<String, crate::run::record::StepRecord>,
+) -> (Vec<crate::metrics::Series>, Vec<String>) {
+    use crate::run::record::StepOutcome;
+    let mut series = Vec::new();
+    let mut problems = Vec::new();
+    for step in case
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, crate::case::StepKind::Population(_)))
+    {
+        let Some(rec) = steps.get(&step.name) else {
+            continue;
+        };
+        match (&rec.outcome, rec.started_s) {
+            (StepOutcome::Skipped, _) => {}
+            (StepOutcome::Ok, Some(started)) if !rec.truncated => {
+                match crate::metrics::population::series(&step.name, &rec.output, started) {
+                    Ok(s) => series.extend(s),
+                    Err(e) => problems.push(format!("population `{}`: {e}", step.name)),
+                }
+            }
+            _ => problems.push(format!(
+                "population `{}`: no series, its client did not run whole ({})",
+                step.name,
+                rec.describe()
+            )),
+        }
+    }
+    (series, problems)
 }
 
 /// An arm's record before it has a verdict: `error`, not met, with no explanation yet (what an

@@ -123,6 +123,7 @@ pub fn assemble(
     traces: &BTreeMap<String, Result<&[TraceFrame], String>>,
     workload_unix: f64,
     workload_s: f64,
+    populations: Vec<Series>,
 ) -> (ArmMetrics, MetricsRecord) {
     let mut series: Vec<Series> = Vec::new();
     let mut record = MetricsRecord {
@@ -156,6 +157,7 @@ pub fn assemble(
             )),
         }
     }
+    series.extend(populations);
     let m = ArmMetrics {
         interval_s: INTERVAL_S,
         series,
@@ -189,7 +191,7 @@ mod tests {
             "san".to_string(),
             Err("fewer frames than the switch received".to_string()),
         );
-        let (m, rec) = assemble(&samples, &traces, 100.0, 2.0);
+        let (m, rec) = assemble(&samples, &traces, 100.0, 2.0, Vec::new());
         assert_eq!(m.get("imap1.load1").map(|s| s.points.len()), Some(2));
         assert_eq!(m.get("lan.syn").map(|s| s.points.len()), Some(2));
         assert_eq!(rec.sampler_overhead_pct.get("imap1"), Some(&0.5));

@@ -21,6 +21,7 @@ use crate::run::steps;
 
 const LOCKPROBE: &[u8] = include_bytes!("guest/lockprobe.pl");
 const MAILCLIENT: &[u8] = include_bytes!("guest/mailclient.pl");
+const POPULATION: &[u8] = include_bytes!("guest/population.pl");
 
 /// What the workload left.
 pub struct Outcome {
@@ -125,7 +126,11 @@ async fn prepare_guests(ctx: &Ctx<'_>) -> BTreeMap<(String, String), Result<usiz
         for (f, offset) in offsets {
             base.insert((g.name.clone(), f), offset);
         }
-        for (name, body) in [("lockprobe.pl", LOCKPROBE), ("mailclient.pl", MAILCLIENT)] {
+        for (name, body) in [
+            ("lockprobe.pl", LOCKPROBE),
+            ("mailclient.pl", MAILCLIENT),
+            ("population.pl", POPULATION),
+        ] {
             let _ = ctx
                 .guests
                 .write_file(&g.name, &format!("{GUEST_DIR}/{name}"), body)

@@ -440,7 +440,7 @@ fn build_check_kind(
         }
         Some("success_rate") => {
             let r = c.success_rate.as_ref().expect("given").get_ref();
-            ctx.steps.names.refer(cx, &r.population);
+            population_step(cx, ctx, &r.population);
             let from = match &r.from {
                 Some(f) => cx.duration(f).unwrap_or_default(),
                 None => Duration::ZERO,
@@ -463,7 +463,7 @@ fn build_check_kind(
         }
         Some("drains_within") => {
             let r = c.drains_within.as_ref().expect("given").get_ref();
-            ctx.steps.names.refer(cx, &r.population);
+            population_step(cx, ctx, &r.population);
             let below = fraction_milli(cx, &r.failure_rate_below);
             if below == 0 {
                 cx.at(
@@ -626,6 +626,23 @@ fn fraction_milli(cx: &mut Cx, v: &S<toml::Value>) -> u64 {
         _ => {
             cx.at(v, HOW);
             0
+        }
+    }
+}
+
+/// A series check's `population`: a step, and a population step.
+fn population_step(cx: &mut Cx, ctx: &CheckCx, name: &Str) {
+    if ctx.steps.names.refer(cx, name) {
+        if let Some(step) = ctx.steps.get(name.get_ref()) {
+            if !matches!(step.kind, StepKind::Population(_)) {
+                cx.at(
+                    name,
+                    format!(
+                        "step `{}` is not a `population`: only a population's attempts have a rate",
+                        name.get_ref()
+                    ),
+                );
+            }
         }
     }
 }

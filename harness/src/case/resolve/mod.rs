@@ -23,6 +23,7 @@ mod faults;
 mod guests;
 mod matches;
 mod measures;
+mod population;
 mod steps;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

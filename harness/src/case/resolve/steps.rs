@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::population;
 use super::{no_repeats, Cx, Names, DEFAULT_EVIDENCE_TIMEOUT, DEFAULT_TIMEOUT, MAX_CONNECTIONS};
-use crate::case::raw::{RawEndRef, RawSession, RawStep, Str};
+use crate::case::raw::{RawEndRef, RawSession, RawStep, Str, S};
 use crate::case::{CloseMode, LockMode, Session, SessionStop, Step, StepKind};
 
 /// The steps of a case, and their names for references.
@@ -71,6 +72,7 @@ fn build_step(cx: &mut Cx, s: &RawStep, guests: &Names) -> Step {
             ("wait", s.wait.as_ref().map(|v| v.span())),
             ("wait_for_log", s.wait_for_log.as_ref().map(|v| v.span())),
             ("capture", s.capture.as_ref().map(|v| v.span())),
+            ("population", s.population.as_ref().map(|v| v.span())),
         ],
     );
     // Steps whose point in the workload is their whole meaning: the next starts after them.
@@ -152,6 +154,10 @@ fn build_step(cx: &mut Cx, s: &RawStep, guests: &Names) -> Step {
                 StepKind::Pop3(session)
             }
         }
+        Some("population") => {
+            let p = s.population.as_ref().expect("given").get_ref();
+            StepKind::Population(population::build(cx, p, guest.as_deref(), guests))
+        }
         Some("wait") => {
             let w = s.wait.as_ref().expect("given").get_ref();
             StepKind::Wait {
@@ -229,34 +235,10 @@ fn build_session(cx: &mut Cx, s: &RawSession, imap: bool, guest: Option<&str>, g
     if let Some(server) = &s.server {
         guests.refer(cx, server);
     }
-    let port = match &s.port {
-        None => default_port,
-        Some(p) => match u16::try_from(*p.get_ref()) {
-            Ok(n) if n > 0 => n,
-            _ => {
-                cx.at(p, "a port is 1 to 65535");
-                default_port
-            }
-        },
-    };
+    let port = port(cx, s.port.as_ref(), default_port);
     cx.nonblank(&s.user, "user");
-    for c in &s.commands {
-        cx.line_text(c, &format!("an {protocol} command"));
-        let verb = c
-            .get_ref()
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if own.contains(&verb.as_str()) {
-            cx.at(
-                c,
-                format!(
-                    "the session logs in and out by itself: leave out {verb} (close = \"fin\" ends it without {bye})"
-                ),
-            );
-        }
-    }
+    let hint = format!("close = \"fin\" ends it without {bye}");
+    mail_commands(cx, &s.commands, protocol, own, &hint);
     let (close, stop, hold) = session_end(cx, &s.end(), bye, !s.commands.is_empty(), &s.user, guests);
     Session {
         server: s
@@ -284,6 +266,40 @@ fn build_session(cx: &mut Cx, s: &RawSession, imap: bool, guest: Option<&str>, g
                 }
             },
         },
+    }
+}
+
+/// A mail client's port, or `default`.
+pub(super) fn port(cx: &mut Cx, p: Option<&S<i64>>, default: u16) -> u16 {
+    match p {
+        None => default,
+        Some(p) => match u16::try_from(*p.get_ref()) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                cx.at(p, "a port is 1 to 65535");
+                default
+            }
+        },
+    }
+}
+
+/// The commands a mail client sends after logging in: one line each, and none of the verbs
+/// the client sends by itself (`own`: logging in and out; `hint` says how to do without).
+pub(super) fn mail_commands(cx: &mut Cx, commands: &[Str], protocol: &str, own: &[&str], hint: &str) {
+    for c in commands {
+        cx.line_text(c, &format!("an {protocol} command"));
+        let verb = c
+            .get_ref()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if own.contains(&verb.as_str()) {
+            cx.at(
+                c,
+                format!("the session logs in and out by itself: leave out {verb} ({hint})"),
+            );
+        }
     }
 }
 

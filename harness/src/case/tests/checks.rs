@@ -289,43 +289,58 @@ fn a_log_absent_on_a_command_takes_a_control_and_frames_take_delivered() {
     ));
 }
 
+/// A population step `p` (lines 11–14), for series checks to name.
+const POP: &str = "[[steps]]\nname = \"p\"\nguest = \"imap1\"\npopulation = { protocol = \"imap\", server = \"filer\", user = \"u%i\", password = \"x\", users = 2, duration = \"10s\" }\n";
+
 #[test]
 fn series_checks_are_validated_where_they_are_written() {
-    table(&[
+    let rows = [
         (
             "[checks.x]\nsuccess_rate = { population = \"zz\", at_least = \"95%\" }\n",
-            "t.toml:12:31: unknown step `zz` (this case has a)",
+            "t.toml:16:31: unknown step `zz` (this case has a, p)",
         ),
         (
-            "[checks.x]\nsuccess_rate = { population = \"a\", at_least = \"120%\" }\n",
-            "t.toml:12:47: a share is a percentage (\"95%\", \"99.5%\") or a number from 0 to 1",
+            "[checks.x]\nsuccess_rate = { population = \"a\", at_least = \"95%\" }\n",
+            "t.toml:16:31: step `a` is not a `population`: only a population's attempts have a rate",
         ),
         (
-            "[checks.x]\nsuccess_rate = { population = \"a\", at_least = 0.9, from = \"60s\", to = \"30s\" }\n",
-            "t.toml:12:71: `to` must come after `from`: the window would hold no attempt",
+            "[checks.x]\nsuccess_rate = { population = \"p\", at_least = \"120%\" }\n",
+            "t.toml:16:47: a share is a percentage (\"95%\", \"99.5%\") or a number from 0 to 1",
         ),
         (
-            "[checks.x]\ndrains_within = { population = \"a\", within = \"90s\", failure_rate_below = \"0%\" }\n",
-            "t.toml:12:74: a failure rate below 0 % never holds: give a bound above 0 (e.g. \"5%\")",
+            "[checks.x]\nsuccess_rate = { population = \"p\", at_least = 0.9, from = \"60s\", to = \"30s\" }\n",
+            "t.toml:16:71: `to` must come after `from`: the window would hold no attempt",
         ),
         (
-            "[checks.x]\ndrains_within = { population = \"a\", failure_rate_below = \"5%\" }\n",
-            "t.toml:12:17: missing field `within`",
+            "[checks.x]\ndrains_within = { population = \"p\", within = \"90s\", failure_rate_below = \"0%\" }\n",
+            "t.toml:16:74: a failure rate below 0 % never holds: give a bound above 0 (e.g. \"5%\")",
+        ),
+        (
+            "[checks.x]\ndrains_within = { population = \"p\", failure_rate_below = \"5%\" }\n",
+            "t.toml:16:17: missing field `within`",
         ),
         (
             "[checks.x]\nseries_peak = { series = \"load1\", at_most = 3 }\n",
-            "t.toml:12:26: a series is named `<guest, segment or step>.<metric>` (e.g. `imap1.procs.imap-login`), not `load1`",
+            "t.toml:16:26: a series is named `<guest, segment or step>.<metric>` (e.g. `imap1.procs.imap-login`), not `load1`",
         ),
         (
             "[checks.x]\nseries_peak = { series = \"imap1.load1\", at_most = \"3\" }\n",
-            "t.toml:12:51: at_most is a number",
+            "t.toml:16:51: at_most is a number",
         ),
-    ]);
+    ];
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter_map(|(middle, want)| {
+            let got = err(&format!("{POP}{middle}"));
+            (got != *want).then(|| format!("for:\n{middle}\n  got: {got}\n want: {want}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
 
 #[test]
 fn series_checks_read_as_written() {
-    let case = ok("[checks.rate]\nsuccess_rate = { population = \"a\", at_least = \"99.5%\", from = \"1m\" }\n[checks.drain]\ndrains_within = { population = \"a\", within = \"90s\", failure_rate_below = 0.05 }\n[checks.peak]\nseries_peak = { series = \"imap1.procs.imap-login\", at_most = 95, during = \"a\" }\n");
+    let case = ok(&format!("{POP}[checks.rate]\nsuccess_rate = {{ population = \"p\", at_least = \"99.5%\", from = \"1m\" }}\n[checks.drain]\ndrains_within = {{ population = \"p\", within = \"90s\", failure_rate_below = 0.05 }}\n[checks.peak]\nseries_peak = {{ series = \"imap1.procs.imap-login\", at_most = 95, during = \"a\" }}\n"));
     let kinds: Vec<_> = case.checks.iter().take(3).map(|c| (&c.kind, &c.needs)).collect();
     insta::assert_debug_snapshot!(kinds);
 }

@@ -11,11 +11,11 @@ fn steps() {
         ),
         (
             "[[steps]]\nname = \"b\"\nguest = \"imap1\"\n",
-            "t.toml:12:8: step `b` needs one of exec, lock_probe, imap, pop3, wait, wait_for_log, capture",
+            "t.toml:12:8: step `b` needs one of exec, lock_probe, imap, pop3, wait, wait_for_log, capture, population",
         ),
         (
             "[[steps]]\nname = \"b\"\nwait = { duration = \"1s\" }\nexec = { command = \"x\" }\n",
-            "t.toml:14:8: step `b` takes one of exec, lock_probe, imap, pop3, wait, wait_for_log, capture, not both `wait` and `exec`",
+            "t.toml:14:8: step `b` takes one of exec, lock_probe, imap, pop3, wait, wait_for_log, capture, population, not both `wait` and `exec`",
         ),
         (
             "[[steps]]\nname = \"b\"\nexec = { command = \"x\" }\n",
@@ -210,6 +210,108 @@ fn sessions_stop_one_way_and_close_without_a_goodbye() {
             &session_step("stop_on_log = { guest = \"filer\", file = \"/var/log/x\", pattern = \"y\" }\n")
                 .replace("guest = \"imap1\"\n", "guest = \"imap1\"\nbackground = true\n"),
             "t.toml:14:14: a session stopped by a log line runs in the foreground: leave out background",
+        ),
+    ]);
+}
+
+fn population_step(keys: &str) -> String {
+    format!("[[steps]]\nname = \"p\"\nguest = \"imap1\"\n[steps.population]\nserver = \"filer\"\nprotocol = \"imap\"\nuser = \"user%i\"\npassword = \"pw%i\"\nduration = \"60s\"\n{keys}")
+}
+
+#[test]
+fn populations_take_defaults_and_report_each_bad_value_where_it_is() {
+    let c = ok(&population_step("users = 400\ncommands = [\"SELECT INBOX\"]\n"));
+    assert_eq!(
+        c.step("p").unwrap().kind,
+        StepKind::Population(Population {
+            protocol: MailProtocol::Imap,
+            server: "filer".into(),
+            port: 143,
+            user: "user%i".into(),
+            password: "pw%i".into(),
+            users: 400,
+            commands: vec!["SELECT INBOX".into()],
+            arrivals: Duration::ZERO,
+            attempt_timeout: Duration::from_secs(30),
+            close: CloseMode::Fin,
+            retry: Retry {
+                policy: RetryPolicy::None,
+                delay: Duration::from_secs(2),
+                max_delay: Duration::from_secs(60),
+                jitter: false,
+            },
+            duration: Duration::from_secs(60),
+            repeat_after: None,
+            hold: None,
+        })
+    );
+    let c = ok(&population_step(
+        "users = 10\nclose = \"rst\"\narrivals = \"10s\"\nretry = { policy = \"exponential\", delay = \"1s\", max_delay = \"8s\", jitter = true }\nrepeat_after = \"30s\"\nhold = \"5s\"\nport = 1143\n",
+    ));
+    let StepKind::Population(p) = &c.step("p").unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(
+        (p.close, p.retry, p.arrivals, p.repeat_after, p.hold, p.port),
+        (
+            CloseMode::Rst,
+            Retry {
+                policy: RetryPolicy::Exponential,
+                delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(8),
+                jitter: true,
+            },
+            Duration::from_secs(10),
+            Some(Duration::from_secs(30)),
+            Some(Duration::from_secs(5)),
+            1143
+        )
+    );
+    table(&[
+        (&population_step("users = 0\n"), "t.toml:20:9: users is 1 to 4000"),
+        (
+            "[[steps]]\nname = \"p\"\nguest = \"imap1\"\npopulation = { protocol = \"smtp\", user = \"u%i\", password = \"p\", users = 2, duration = \"5s\" }\n",
+            "t.toml:14:27: protocol must be \"imap\" or \"pop3\", not \"smtp\"",
+        ),
+        (
+            &population_step("users = 5\narrivals = \"2m\"\n"),
+            "t.toml:21:12: arrivals (2m) is longer than duration (60s): the last users would never arrive",
+        ),
+        (
+            &population_step("users = 5\nclose = \"silent\"\n"),
+            "t.toml:21:9: close must be \"fin\" or \"rst\" (how a client that gives up disconnects), not \"silent\"",
+        ),
+        (
+            &population_step("users = 5\nretry = { policy = \"sometimes\" }\n"),
+            "t.toml:21:20: policy must be \"none\", \"fixed\" or \"exponential\", not \"sometimes\"",
+        ),
+        (
+            &population_step("users = 5\nretry = { policy = \"none\", delay = \"1s\" }\n"),
+            "t.toml:21:36: delay means nothing here: a user with policy \"none\" does not retry",
+        ),
+        (
+            &population_step("users = 5\nretry = { policy = \"fixed\", max_delay = \"9s\" }\n"),
+            "t.toml:21:41: max_delay means nothing here: a fixed delay does not grow: max_delay is for \"exponential\"",
+        ),
+        (
+            &population_step("users = 5\nretry = { policy = \"exponential\", delay = \"10s\", max_delay = \"5s\" }\n"),
+            "t.toml:21:62: max_delay (5s) is shorter than delay (10s)",
+        ),
+        (
+            &population_step("users = 5\nattempt_timeout = \"0s\"\n"),
+            "t.toml:21:19: \"0s\" is zero: this duration must be more than 0",
+        ),
+        (
+            &population_step("users = 5\ncommands = [\"LOGOUT\"]\n"),
+            "t.toml:21:13: the session logs in and out by itself: leave out LOGOUT (each user logs out after its last command)",
+        ),
+        (
+            "[[steps]]\nname = \"p\"\nguest = \"imap1\"\npopulation = { protocol = \"imap\", user = \"a b\", password = \"p\", users = 2, duration = \"5s\" }\n",
+            "t.toml:14:42: user \"a b\" has ' ': a population's user is printable ASCII without spaces, quotes or backslashes",
+        ),
+        (
+            "[[steps]]\nname = \"p\"\nguest = \"imap1\"\npopulation = { protocol = \"pop3\", user = \"u%i\", password = \"p\\\"\", users = 2, duration = \"5s\" }\n",
+            "t.toml:14:60: password \"p\\\"\" has '\"': a population's password is printable ASCII without spaces, quotes or backslashes",
         ),
     ]);
 }

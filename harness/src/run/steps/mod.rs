@@ -3,7 +3,8 @@
 //! ([`reap`]) collects its end. Each step's start, readiness and end go to `history.jsonl` as
 //! they happen, and its record (outcome, output, times) to the shared [`State`].
 //!
-//! Kinds: `exec`, `lock_probe` and `imap`/`pop3` sessions are guest processes (started in one
+//! Kinds: `exec`, `lock_probe`, `imap`/`pop3` sessions and client populations
+//! ([`population`]) are guest processes (started in one
 //! agent exchange, polled in others); `wait` and `wait_for_log` are the harness's own waits;
 //! `capture` copies evidence out mid-workload ([`capture`]).
 //!
@@ -12,6 +13,7 @@
 //! nothing here waits without one.
 
 mod capture;
+mod population;
 mod session;
 
 use std::sync::Mutex;
@@ -53,6 +55,7 @@ pub(crate) enum ProcKind {
     Exec,
     LockProbe,
     Mail,
+    Population,
 }
 
 fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
@@ -158,6 +161,21 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
                 expect_exit: 0,
                 kind: ProcKind::Mail,
                 stop_on_log,
+            }
+        }
+        StepKind::Population(p) => {
+            let host = if p.server == guest {
+                "localhost"
+            } else {
+                p.server.as_str()
+            };
+            Prepared {
+                script: population::script(p, host, &ready),
+                ready_file: Some(ready),
+                limit: population::limit(p, ctx.accel.scale(Duration::from_secs(60))),
+                expect_exit: 0,
+                kind: ProcKind::Population,
+                stop_on_log: None,
             }
         }
         StepKind::Wait { .. } | StepKind::WaitForLog { .. } | StepKind::Capture { .. } => return None,
@@ -438,6 +456,18 @@ fn complete(
     if prep.kind == ProcKind::Mail {
         session::session_ops(ctx, step, started, &out);
     }
+    // Its attempts, on the workload's clock, beside the step's record.
+    let kept = (prep.kind == ProcKind::Population)
+        .then(|| population::keep_attempts(ctx.dir, &step.name, &out, started));
+    if let Some(Err(why)) = &kept {
+        ctx.history.event(
+            EventKind::Op,
+            &step.name,
+            step.guest.as_deref(),
+            None,
+            Some(format!("no attempt records: {why}")),
+        );
+    }
     let end = StepEnd {
         outcome,
         exit_code: code,
@@ -448,6 +478,9 @@ fn complete(
     finish(ctx, st, step, started, end);
     if truncated {
         st.update(&step.name, |r| r.truncated = true);
+    }
+    if let Some(Ok(file)) = kept {
+        st.update(&step.name, |r| r.files.push(file));
     }
 }
 
@@ -482,6 +515,7 @@ pub(crate) fn outcome_of(
                     ProcKind::Exec => format!("exited {} (expected {}){said}", o.exit_code, expect_exit),
                     ProcKind::LockProbe => format!("the lock probe exited {}{said}", o.exit_code),
                     ProcKind::Mail => format!("the session exited {}{said}", o.exit_code),
+                    ProcKind::Population => format!("the population's client exited {}{said}", o.exit_code),
                 })
             };
             (outcome, Some(o.exit_code), o.stdout, o.stderr)
