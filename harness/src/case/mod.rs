@@ -729,6 +729,32 @@ pub struct Setup {
     pub images: BTreeMap<String, String>,
     /// Session step → how it ends in this arm instead (e.g. a client that vanishes).
     pub sessions: BTreeMap<String, SessionEnd>,
+    /// Population step → what this arm changes in it (its size, its clients' retries).
+    pub populations: BTreeMap<String, PopulationChange>,
+}
+
+/// An arm's change to a population (`setup.populations`): each key given replaces the step's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PopulationChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<u32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "duration::serialize_opt"
+    )]
+    pub arrivals: Option<Duration>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "duration::serialize_opt"
+    )]
+    pub attempt_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "duration::serialize_opt"
+    )]
+    pub repeat_after: Option<Duration>,
 }
 
 /// How a mail session ends; an arm may replace a session's (`setup.sessions`).
@@ -741,6 +767,21 @@ pub struct SessionEnd {
 }
 
 impl Arm {
+    /// A population step as this arm runs it.
+    pub fn population(&self, step: &str, p: &Population) -> Population {
+        let Some(c) = self.setup.populations.get(step) else {
+            return p.clone();
+        };
+        Population {
+            users: c.users.unwrap_or(p.users),
+            arrivals: c.arrivals.unwrap_or(p.arrivals),
+            attempt_timeout: c.attempt_timeout.unwrap_or(p.attempt_timeout),
+            retry: c.retry.unwrap_or(p.retry),
+            repeat_after: c.repeat_after.or(p.repeat_after),
+            ..p.clone()
+        }
+    }
+
     /// A session step as this arm runs it.
     pub fn session(&self, step: &str, s: &Session) -> Session {
         match self.setup.sessions.get(step) {

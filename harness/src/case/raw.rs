@@ -661,4 +661,17 @@ pub(super) struct RawSetup {
     pub images: Named<Str>,
     #[serde(default)]
     pub sessions: Named<S<RawSessionEnd>>,
+    #[serde(default)]
+    pub populations: Named<S<RawPopulationChange>>,
+}
+
+/// An arm's change to one of the case's populations: the keys it gives replace the step's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPopulationChange {
+    pub users: Option<S<i64>>,
+    pub arrivals: Option<Str>,
+    pub attempt_timeout: Option<Str>,
+    pub retry: Option<S<RawRetry>>,
+    pub repeat_after: Option<Str>,
 }

@@ -239,6 +239,24 @@ pub(super) fn build(
             }
             sessions.insert(step_name.get_ref().clone(), SessionEnd { close, stop, hold });
         }
+        let mut populations = BTreeMap::new();
+        for (step_name, change) in &a.setup.populations.0 {
+            if !steps.names.refer(cx, step_name) {
+                continue;
+            }
+            match steps.get(step_name.get_ref()).map(|s| &s.kind) {
+                Some(StepKind::Population(base)) => {
+                    populations.insert(
+                        step_name.get_ref().clone(),
+                        super::population::change(cx, change.get_ref(), base),
+                    );
+                }
+                _ => cx.at(
+                    step_name,
+                    format!("step `{}` is not a population", step_name.get_ref()),
+                ),
+            }
+        }
         let mut images = BTreeMap::new();
         for (g, image) in &a.setup.images.0 {
             lab.guest_names.refer(cx, g);
@@ -257,6 +275,7 @@ pub(super) fn build(
                 skip_steps: a.setup.skip_steps.iter().map(|s| s.get_ref().clone()).collect(),
                 images,
                 sessions,
+                populations,
             },
         });
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::steps::{mail_commands, port};
 use super::{Cx, Names};
-use crate::case::raw::{RawPopulation, RawRetry, Str};
-use crate::case::{CloseMode, MailProtocol, Population, Retry, RetryPolicy};
+use crate::case::raw::{RawPopulation, RawPopulationChange, RawRetry, Str};
+use crate::case::{CloseMode, MailProtocol, Population, PopulationChange, Retry, RetryPolicy};
 
 /// The most users one step may have: its client's workers each multiplex a few hundred
 /// sockets with select(), and past this the one guest's memory is the limit, not the client.
@@ -121,6 +121,44 @@ pub(super) fn build(cx: &mut Cx, p: &RawPopulation, guest: Option<&str>, guests:
             .hold
             .as_ref()
             .map(|h| cx.positive(Some(h), Duration::from_secs(1))),
+    }
+}
+
+/// An arm's change to a population (`setup.populations.<step>`), checked as the step's own
+/// keys are and against the step's other values.
+pub(super) fn change(cx: &mut Cx, c: &RawPopulationChange, base: &Population) -> PopulationChange {
+    let users = c.users.as_ref().map(|u| match u32::try_from(*u.get_ref()) {
+        Ok(n) if (1..=MAX_USERS).contains(&n) => n,
+        _ => {
+            cx.at(u, format!("users is 1 to {MAX_USERS}"));
+            1
+        }
+    });
+    let arrivals = c.arrivals.as_ref().map(|a| {
+        let d = cx.duration(a).unwrap_or_default();
+        if d > base.duration {
+            cx.at(
+                a,
+                format!(
+                    "arrivals ({}) is longer than the population's duration: the last users would never arrive",
+                    a.get_ref()
+                ),
+            );
+        }
+        d
+    });
+    PopulationChange {
+        users,
+        arrivals,
+        attempt_timeout: c
+            .attempt_timeout
+            .as_ref()
+            .map(|t| cx.positive(Some(t), DEFAULT_ATTEMPT_TIMEOUT)),
+        retry: c.retry.as_ref().map(|r| retry(cx, r.get_ref())),
+        repeat_after: c
+            .repeat_after
+            .as_ref()
+            .map(|r| cx.positive(Some(r), Duration::from_secs(1))),
     }
 }
 

@@ -193,3 +193,28 @@ fn the_healthy_arm_is_an_arm_of_the_case_with_no_fault() {
     let case = parse_t(&with("\"base\"")).unwrap();
     assert_eq!(case.healthy_arm.as_deref(), Some("base"));
 }
+
+#[test]
+fn an_arm_changes_a_population_s_size_and_retries_and_nothing_else() {
+    let text = format!(
+        "{HEAD}[[steps]]\nname = \"p\"\nguest = \"imap1\"\npopulation = {{ protocol = \"imap\", server = \"filer\", user = \"u%i\", password = \"x\", users = 20, duration = \"60s\", retry = {{ policy = \"fixed\", delay = \"2s\" }} }}\n{TAIL}[arms.backoff]\nexpect = \"pass\"\nsetup.populations.p = {{ users = 400, retry = {{ policy = \"exponential\", delay = \"1s\", max_delay = \"30s\", jitter = true }} }}\n"
+    );
+    let case = parse_t(&text).unwrap_or_else(|e| panic!("{e}"));
+    let StepKind::Population(base) = &case.step("p").unwrap().kind else {
+        panic!("not a population")
+    };
+    let changed = case.arm("backoff").unwrap().population("p", base);
+    assert_eq!(changed.users, 400);
+    assert_eq!(changed.retry.policy, RetryPolicy::Exponential);
+    assert!(changed.retry.jitter);
+    assert_eq!(changed.duration, base.duration);
+    assert_eq!(case.arm("base").unwrap().population("p", base), *base);
+    assert_eq!(
+        full_err(&text.replace("setup.populations.p", "setup.populations.a")),
+        "t.toml:21:19: step `a` is not a population"
+    );
+    assert_eq!(
+        full_err(&text.replace("users = 400", "users = 0")),
+        "t.toml:21:33: users is 1 to 4000"
+    );
+}

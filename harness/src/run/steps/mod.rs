@@ -164,6 +164,7 @@ fn prepare(ctx: &Ctx<'_>, step: &Step) -> Option<Prepared> {
             }
         }
         StepKind::Population(p) => {
+            let p = &ctx.arm.population(&step.name, p);
             let host = if p.server == guest {
                 "localhost"
             } else {
