@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::warning::{earliest_warnings, Baseline, Status, Warning};
-use crate::metrics::{ArmMetrics, Origin};
+use crate::metrics::{ArmMetrics, Origin, Series};
 use crate::results::ArmRecord;
 
 /// Rows of the table kept in run.json: those that left their range (the others are counted).
@@ -28,6 +28,21 @@ pub struct WarningTable {
     pub in_range: usize,
     /// Series that could not be judged (no baseline or no samples).
     pub not_judged: usize,
+}
+
+/// The series' samples from `from` on.
+fn since(m: &ArmMetrics, from: f64) -> ArmMetrics {
+    ArmMetrics {
+        interval_s: m.interval_s,
+        series: m
+            .series
+            .iter()
+            .map(|s| Series {
+                points: s.points.iter().filter(|p| p.t >= from).copied().collect(),
+                ..s.clone()
+            })
+            .collect(),
+    }
 }
 
 /// The table of every arm (same order as `arms`); `metrics[i]` is arm i's series.
@@ -50,7 +65,7 @@ fn table(
         return None;
     }
     // Symptoms are not monitoring points: a population's series are what users saw.
-    let watched = ArmMetrics {
+    let watched_all = ArmMetrics {
         interval_s: m.interval_s,
         series: m
             .series
@@ -92,6 +107,22 @@ fn table(
         _ => return None,
     };
     let first = rec.first_user_failure_s;
+    // Against the healthy arm, both are compared from the fault's start on: before it the two
+    // ran the same steps, and a setup's bursts (writing the mailboxes) are nothing to warn of.
+    // Comparing the same phase keeps the healthy arm's setup peaks out of the normal range too.
+    let from = first_fault.unwrap_or(0.0);
+    let (watched, healthy_phase);
+    let baseline = match baseline {
+        Baseline::Reference(hm) => {
+            watched = since(&watched_all, from);
+            healthy_phase = since(hm, from);
+            Baseline::Reference(&healthy_phase)
+        }
+        window => {
+            watched = watched_all;
+            window
+        }
+    };
     let all = earliest_warnings(&watched, baseline, first);
     let in_range = all.iter().filter(|w| w.status == Status::InRange).count();
     let rows: Vec<Warning> = all.iter().filter(|w| w.status == Status::Out).cloned().collect();
