@@ -730,6 +730,7 @@ pub struct Setup {
     /// Session step → how it ends in this arm instead (e.g. a client that vanishes).
     pub sessions: BTreeMap<String, SessionEnd>,
     /// Population step → what this arm changes in it (its size, its clients' retries).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub populations: BTreeMap<String, PopulationChange>,
 }
 
