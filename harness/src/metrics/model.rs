@@ -75,6 +75,16 @@ pub struct Params {
     /// succeeded: fetching, idling. 0: it logs out at once.
     pub after_login_s: f64,
     pub abandoned_work: AbandonedWork,
+    /// CPUs the sessions share (processor sharing: with k sessions working, each progresses at
+    /// `min(1, cpus/k)` of its own speed). `None`: sessions never slow each other, only the
+    /// slots limit them.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// How long after its client left a session working for it stops (the server notices when
+    /// it next writes to the closed connection); the work done by then is committed (`Kept`)
+    /// or thrown away (`Lost`). `None`: an abandoned session runs to its end.
+    #[serde(default)]
+    pub notice_s: Option<f64>,
     /// How long after the first arrival the storm must have drained (the lab's observation
     /// window); a storm still going then does not drain.
     pub horizon_s: f64,

@@ -16,6 +16,8 @@ fn stock() -> Params {
         arrival_spread_s: 0.0,
         after_login_s: 0.0,
         abandoned_work: AbandonedWork::Kept,
+        cpus: None,
+        notice_s: None,
         horizon_s: 120.0,
         seed: 16,
     }
