@@ -6,8 +6,10 @@
 //!
 //! The prediction is a small discrete-event simulation rather than the closed-form
 //! inequalities alone, because retries and timeouts interact: an abandoned rebuild keeps its
-//! slot, a retry queues behind it, and whether the retry pays the rebuild again decides whether
-//! the wait ever falls back under the timeout. Events are kept at their exact times (not 1 s
+//! slot (and its share of the CPUs) until the server notices, a retry queues behind it, and
+//! whether the retry pays the rebuild again decides whether the wait ever falls back under the
+//! timeout. Sessions may share CPUs (processor sharing): in the lab the front-end's CPU, not
+//! its slots, is what concurrent rebuilds run out of first. Events are kept at their exact times (not 1 s
 //! steps: a healthy login takes a fraction of a second), in a total order (time, kind, sequence).
 //!
 //! Architecture invariant: pure and deterministic — the same parameters and size give the same
@@ -139,14 +141,16 @@ pub struct ClosedForm {
 
 // ---- the simulation ----------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Work left under this is done (float noise of repeated subtraction).
+const EPS: f64 = 1e-9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    // Order matters at equal times: a session ending exactly at its client's deadline
-    // succeeds; a slot freed at t serves an attempt arriving at t.
-    ServiceEnd(usize),
     /// A logged-in session ends and frees its slot.
     Release,
     Deadline(usize),
+    /// The server notices that the client of this session left, and stops working for it.
+    Notice(usize),
     Arrive(usize),
 }
 
@@ -170,9 +174,12 @@ impl PartialOrd for Event {
 }
 impl Ord for Event {
     fn cmp(&self, o: &Self) -> Ordering {
+        // At equal times (and after any session whose work is done, which the loop takes
+        // first): a slot freed at t serves an attempt arriving at t, and a session ending
+        // exactly at its client's deadline succeeds.
         let rank = |k: Kind| match k {
-            Kind::ServiceEnd(_) | Kind::Release => 0,
-            Kind::Deadline(_) => 1,
+            Kind::Release => 0,
+            Kind::Deadline(_) | Kind::Notice(_) => 1,
             Kind::Arrive(_) => 2,
         };
         self.t
@@ -184,33 +191,56 @@ impl Ord for Event {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum AttemptState {
+    /// In the queue, no slot yet.
     Waiting,
-    Serving,
-    /// The client left; a waiting attempt is skipped when it reaches the head of the queue.
+    /// Holds a slot and waits for the mailbox's running rebuild (its lock).
+    Blocked,
+    /// Holds a slot and works (shares the CPUs).
+    Working,
+    /// The client left while it waited for a slot: skipped when it reaches the head.
     Abandoned,
+    /// Over (logged in, or ended after its client left).
     Done,
 }
 
 struct Attempt {
     user: usize,
     state: AttemptState,
-    /// This attempt runs the mailbox's rebuild.
+    /// The client gave up on it; the session may still hold a slot and work.
+    client_left: bool,
+    /// This session runs the mailbox's rebuild.
     rebuilds: bool,
+    /// The rebuild work in this session (done after the login's `login_s`).
+    rebuild_part: f64,
+    work: f64,
+    remaining: f64,
 }
 
 struct User {
-    damaged: bool,
-    /// A rebuild of this mailbox holds its lock until then.
-    rebuild_until: Option<f64>,
+    /// Rebuild work the mailbox still needs (seconds of one CPU); 0 when healthy.
+    rebuild_work: f64,
+    /// The session rebuilding the mailbox now: others wait for its lock.
+    rebuilder: Option<usize>,
+    /// Sessions waiting for that lock, in the order they got their slots.
+    blocked: VecDeque<usize>,
     attempts: u32,
     finished: bool,
 }
 
+impl User {
+    fn damaged(&self) -> bool {
+        self.rebuild_work > EPS
+    }
+}
+
 struct Sim<'a> {
     p: &'a Params,
+    now: f64,
     users: Vec<User>,
     attempts: Vec<Attempt>,
     queue: VecDeque<usize>,
+    /// Sessions working now, in the order they started.
+    working: Vec<usize>,
     events: BinaryHeap<Reverse<Event>>,
     seq: u64,
     busy: u32,
@@ -247,6 +277,33 @@ impl Sim<'_> {
         }));
     }
 
+    /// How fast each working session progresses: processor sharing over the CPUs.
+    fn rate(&self) -> f64 {
+        match self.p.cpus {
+            Some(c) if !self.working.is_empty() => (c.max(1e-6) / self.working.len() as f64).min(1.0),
+            _ => 1.0,
+        }
+    }
+
+    /// When the working session with the least work left finishes, if nothing changes.
+    fn next_completion(&self) -> Option<f64> {
+        let least = self
+            .working
+            .iter()
+            .map(|&id| self.attempts[id].remaining)
+            .min_by(f64::total_cmp)?;
+        Some(self.now + least.max(0.0) / self.rate())
+    }
+
+    /// Moves the clock to `t`, every working session progressing at the shared rate.
+    fn advance(&mut self, t: f64) {
+        let done = (t - self.now).max(0.0) * self.rate();
+        for &id in &self.working {
+            self.attempts[id].remaining -= done;
+        }
+        self.now = t;
+    }
+
     fn finish(&mut self, user: usize, t: f64) {
         self.users[user].finished = true;
         self.unfinished -= 1;
@@ -258,63 +315,99 @@ impl Sim<'_> {
         self.attempts.push(Attempt {
             user,
             state: AttemptState::Waiting,
+            client_left: false,
             rebuilds: false,
+            rebuild_part: 0.0,
+            work: 0.0,
+            remaining: 0.0,
         });
         self.users[user].attempts += 1;
         self.out.attempts += 1;
         self.queue.push_back(id);
         self.waiting += 1;
         self.push(t + self.p.timeout_s, Kind::Deadline(id));
-        self.serve(t);
+        self.serve();
         self.out.peak_waiting = self.out.peak_waiting.max(self.waiting);
     }
 
     /// Free slots take attempts from the head of the queue; attempts whose client left cost
     /// nothing (the accepted connection is already closed).
-    fn serve(&mut self, t: f64) {
+    fn serve(&mut self) {
         while self.busy < self.p.slots {
             let Some(id) = self.queue.pop_front() else { break };
             if self.attempts[id].state != AttemptState::Waiting {
                 continue;
             }
             self.waiting -= 1;
-            let u = self.attempts[id].user;
-            let lock_wait = self.users[u]
-                .rebuild_until
-                .map_or(0.0, |until| (until - t).max(0.0));
-            let service = if !self.users[u].damaged {
-                self.p.login_s
-            } else if self.users[u].rebuild_until.is_some() && self.p.abandoned_work == AbandonedWork::Kept {
-                // The running rebuild will be committed: wait for its lock, then log in.
-                lock_wait + self.p.login_s
-            } else {
-                self.attempts[id].rebuilds = true;
-                let s = lock_wait + self.p.rebuild_s;
-                self.users[u].rebuild_until = Some(t + s);
-                s
-            };
-            self.attempts[id].state = AttemptState::Serving;
             self.busy += 1;
             self.out.peak_busy_slots = self.out.peak_busy_slots.max(self.busy);
-            self.push(t + service, Kind::ServiceEnd(id));
+            let u = self.attempts[id].user;
+            if self.users[u].damaged() && self.users[u].rebuilder.is_some() {
+                self.attempts[id].state = AttemptState::Blocked;
+                self.users[u].blocked.push_back(id);
+            } else {
+                self.begin_work(id);
+            }
         }
     }
 
-    fn service_end(&mut self, id: usize, t: f64) {
+    /// A session starts working: its login, and the rebuild its mailbox still needs.
+    fn begin_work(&mut self, id: usize) {
         let u = self.attempts[id].user;
-        let client_stayed = self.attempts[id].state == AttemptState::Serving;
-        if self.attempts[id].rebuilds {
-            if self.users[u].rebuild_until == Some(t) {
-                self.users[u].rebuild_until = None;
+        let rebuild = if self.users[u].damaged() {
+            self.users[u].rebuilder = Some(id);
+            self.users[u].rebuild_work
+        } else {
+            0.0
+        };
+        let a = &mut self.attempts[id];
+        a.state = AttemptState::Working;
+        a.rebuilds = rebuild > 0.0;
+        a.rebuild_part = rebuild;
+        a.work = self.p.login_s + rebuild;
+        a.remaining = a.work;
+        self.working.push(id);
+    }
+
+    /// The mailbox's lock is free: the sessions waiting for it go on, the first one taking
+    /// over the rebuild if the mailbox still needs it.
+    fn wake(&mut self, u: usize) {
+        let blocked = std::mem::take(&mut self.users[u].blocked);
+        for id in blocked {
+            if self.users[u].damaged() && self.users[u].rebuilder.is_some() {
+                self.users[u].blocked.push_back(id);
+            } else {
+                self.begin_work(id);
+            }
+        }
+    }
+
+    /// A working session stops: done, or (`done_all` false) cut off after its client left.
+    fn stop_working(&mut self, id: usize, t: f64, done_all: bool) {
+        self.working.retain(|&w| w != id);
+        let u = self.attempts[id].user;
+        let a = &self.attempts[id];
+        let client_stayed = !a.client_left;
+        // The rebuild comes after the login: what of it was done.
+        let rebuilt = if done_all {
+            a.rebuild_part
+        } else {
+            (a.work - a.remaining - self.p.login_s).clamp(0.0, a.rebuild_part)
+        };
+        if a.rebuilds {
+            if self.users[u].rebuilder == Some(id) {
+                self.users[u].rebuilder = None;
             }
             if client_stayed || self.p.abandoned_work == AbandonedWork::Kept {
-                self.users[u].damaged = false;
-            } else {
+                let left = self.users[u].rebuild_work - rebuilt;
+                self.users[u].rebuild_work = if left > EPS { left } else { 0.0 };
+            } else if rebuilt > 0.0 {
                 self.out.wasted_rebuilds += 1;
             }
         }
+        self.attempts[id].state = AttemptState::Done;
+        self.wake(u);
         if client_stayed {
-            self.attempts[id].state = AttemptState::Done;
             self.out.logged_in += 1;
             self.finish(u, t);
             if self.p.after_login_s > 0.0 {
@@ -322,27 +415,49 @@ impl Sim<'_> {
                 return;
             }
         }
-        self.release(t);
+        self.release();
     }
 
-    fn release(&mut self, t: f64) {
+    fn release(&mut self) {
         self.busy -= 1;
-        self.serve(t);
+        self.serve();
+    }
+
+    /// The server notices a client that left: a session still working or waiting for its
+    /// mailbox's lock stops.
+    fn notice(&mut self, id: usize, t: f64) {
+        match self.attempts[id].state {
+            AttemptState::Working => self.stop_working(id, t, false),
+            AttemptState::Blocked => {
+                let u = self.attempts[id].user;
+                self.users[u].blocked.retain(|&b| b != id);
+                self.attempts[id].state = AttemptState::Done;
+                self.release();
+            }
+            _ => {}
+        }
     }
 
     fn deadline(&mut self, id: usize, t: f64) {
         let state = self.attempts[id].state;
-        if !matches!(state, AttemptState::Waiting | AttemptState::Serving) {
-            return;
+        match state {
+            AttemptState::Waiting => {
+                self.waiting -= 1;
+                self.attempts[id].state = AttemptState::Abandoned;
+            }
+            AttemptState::Blocked | AttemptState::Working => {
+                // An attempt in service keeps its slot until the server notices (or to its end).
+                self.attempts[id].client_left = true;
+                if let Some(n) = self.p.notice_s {
+                    self.push(t + n.max(0.0), Kind::Notice(id));
+                }
+            }
+            AttemptState::Abandoned | AttemptState::Done => return,
         }
-        if state == AttemptState::Waiting {
-            self.waiting -= 1;
-        }
-        self.attempts[id].state = AttemptState::Abandoned;
         self.out.timeouts += 1;
         self.out.first_timeout_s.get_or_insert(t);
         let u = self.attempts[id].user;
-        if !self.attempts[id].rebuilds && !self.users[u].damaged {
+        if !self.attempts[id].rebuilds && !self.users[u].damaged() {
             self.out.healthy_timeouts += 1;
         }
         let k = self.users[u].attempts;
@@ -370,18 +485,27 @@ impl Sim<'_> {
 /// Whether a storm of `users` drains, and how (module docs; rules in `docs/cascade-model.md`).
 pub fn predict(p: &Params, users: u32) -> Prediction {
     let n = users as usize;
+    // A damaged mailbox's session costs `rebuild_s` in all: its login and its rebuild.
+    let rebuild_work = (p.rebuild_s - p.login_s).max(0.0);
     let mut sim = Sim {
         p,
+        now: 0.0,
         users: (0..n)
             .map(|i| User {
-                damaged: is_damaged(i, p.damaged_fraction),
-                rebuild_until: None,
+                rebuild_work: if is_damaged(i, p.damaged_fraction) {
+                    rebuild_work
+                } else {
+                    0.0
+                },
+                rebuilder: None,
+                blocked: VecDeque::new(),
                 attempts: 0,
                 finished: false,
             })
             .collect(),
         attempts: Vec::new(),
         queue: VecDeque::new(),
+        working: Vec::new(),
         events: BinaryHeap::new(),
         seq: 0,
         busy: 0,
@@ -412,27 +536,57 @@ pub fn predict(p: &Params, users: u32) -> Prediction {
         };
         sim.push(t, Kind::Arrive(i));
     }
-    let mut events = 0u64;
+    let mut steps = 0u64;
     let mut cut = false;
-    while let Some(Reverse(e)) = sim.events.pop() {
-        if sim.unfinished == 0 || e.t > p.horizon_s {
+    while sim.unfinished > 0 {
+        let next_event = sim.events.peek().map(|Reverse(e)| e.t);
+        // Work that is done comes first at equal times (rules: a session ending exactly at
+        // its client's deadline succeeds).
+        let completion = sim
+            .next_completion()
+            .filter(|&tc| next_event.is_none_or(|te| tc <= te));
+        let Some(t) = completion.or(next_event) else { break };
+        if t > p.horizon_s {
             break;
         }
-        events += 1;
-        if events > EVENT_CAP {
+        steps += 1;
+        if steps > EVENT_CAP {
             cut = true;
             break;
         }
+        sim.advance(t);
+        if completion.is_some() {
+            let done: Vec<usize> = sim
+                .working
+                .iter()
+                .copied()
+                .filter(|&id| sim.attempts[id].remaining <= EPS)
+                .collect();
+            if done.is_empty() {
+                // Float noise left a sliver of work: finish the nearest session.
+                let id = *sim
+                    .working
+                    .iter()
+                    .min_by(|&&a, &&b| sim.attempts[a].remaining.total_cmp(&sim.attempts[b].remaining))
+                    .expect("a completion implies a working session");
+                sim.stop_working(id, t, true);
+            }
+            for id in done {
+                sim.stop_working(id, t, true);
+            }
+            continue;
+        }
+        let Some(Reverse(e)) = sim.events.pop() else { break };
         match e.kind {
             Kind::Arrive(u) => sim.arrive(u, e.t),
             Kind::Deadline(id) => sim.deadline(id, e.t),
-            Kind::ServiceEnd(id) => sim.service_end(id, e.t),
-            Kind::Release => sim.release(e.t),
+            Kind::Notice(id) => sim.notice(id, e.t),
+            Kind::Release => sim.release(),
         }
     }
     let mut out = sim.out;
     out.first_timeout_s = out.first_timeout_s.map(millis);
-    let damaged_left = sim.users.iter().filter(|u| u.damaged).count();
+    let damaged_left = sim.users.iter().filter(|u| u.damaged()).count();
     if sim.unfinished == 0 {
         out.drains = true;
         out.drain_time_s = Some(millis(sim.last_outcome_s));

@@ -299,3 +299,72 @@ fn a_million_users_on_ten_front_ends_at_a_monday_peak() {
     insta::assert_snapshot!(format!("healthy: {}\ndamaged: {}", healthy.why, damaged.why));
     insta::assert_json_snapshot!(damaged);
 }
+
+/// A lab-sized front-end: one CPU shared by its sessions, five slots, a 2 s rebuild, clients
+/// that give up after 5 s and come back 5 s later, a server that notices 4 s late.
+fn one_cpu(work: AbandonedWork) -> Params {
+    Params {
+        slots: 5,
+        login_s: 0.3,
+        rebuild_s: 2.0,
+        damaged_fraction: 1.0,
+        timeout_s: 5.0,
+        retry: Retry::Fixed { delay_s: 5.0 },
+        abandoned_work: work,
+        cpus: Some(1.0),
+        notice_s: Some(4.0),
+        ..stock()
+    }
+}
+
+#[test]
+fn rebuilds_sharing_a_cpu_slow_each_other_past_the_timeout() {
+    // Two 2 s rebuilds at once take 4 s each: inside the timeout.
+    let two = predict(&one_cpu(AbandonedWork::Lost), 2);
+    assert!(two.drains && two.timeouts == 0, "{two:?}");
+    // Three take 6 s: every one times out, its work is thrown away, and the retries come
+    // back together to do it all again.
+    let three = predict(&one_cpu(AbandonedWork::Lost), 3);
+    assert!(!three.drains, "{three:?}");
+    assert!(three.wasted_rebuilds >= 3, "{three:?}");
+    // Without CPU sharing the slots alone would let all three through.
+    let unshared = predict(
+        &Params {
+            cpus: None,
+            ..one_cpu(AbandonedWork::Lost)
+        },
+        3,
+    );
+    assert!(unshared.drains && unshared.timeouts == 0, "{unshared:?}");
+}
+
+#[test]
+fn work_committed_when_the_server_notices_makes_each_retry_cheaper() {
+    // Stock keeps what a cut-off session rebuilt: the same three users drain.
+    let kept = predict(&one_cpu(AbandonedWork::Kept), 3);
+    assert!(kept.drains && kept.timeouts >= 3, "{kept:?}");
+    // A rebuild three times the timeout, alone: kept work gets through in steps, lost never.
+    let long = |work| Params {
+        rebuild_s: 15.0,
+        ..one_cpu(work)
+    };
+    let kept = predict(&long(AbandonedWork::Kept), 1);
+    assert!(kept.drains && kept.timeouts >= 1, "{kept:?}");
+    let lost = predict(&long(AbandonedWork::Lost), 1);
+    assert!(!lost.drains && lost.logged_in == 0, "{lost:?}");
+}
+
+#[test]
+fn a_late_noticed_disconnect_ends_the_session_without_a_login() {
+    let p = Params {
+        notice_s: Some(4.0),
+        rebuild_s: 60.0,
+        damaged_fraction: 1.0,
+        retry: Retry::None,
+        ..stock()
+    };
+    let r = predict(&p, 1);
+    // It gave up at 30 s; the server stopped at 34 s and threw nothing away (stock).
+    assert_eq!((r.logged_in, r.gave_up, r.wasted_rebuilds), (0, 1, 0), "{r:?}");
+    assert_eq!(r.drain_time_s, Some(30.0));
+}
