@@ -76,6 +76,11 @@ pub struct Params {
     /// How long a logged-in client keeps its session (and so its slot) after the login
     /// succeeded: fetching, idling. 0: it logs out at once.
     pub after_login_s: f64,
+    /// A user that logged in comes back this long after logging out, like a polling client
+    /// (its back-off starts over). `None`: a user is done after one login. Its first login is
+    /// what the drain counts; the polls are load.
+    #[serde(default)]
+    pub repeat_after_s: Option<f64>,
     pub abandoned_work: AbandonedWork,
     /// CPUs the sessions share (processor sharing: with k sessions working, each progresses at
     /// `min(1, cpus/k)` of its own speed). `None`: sessions never slow each other, only the
@@ -305,6 +310,10 @@ impl Sim<'_> {
     }
 
     fn finish(&mut self, user: usize, t: f64) {
+        if self.users[user].finished {
+            // A polling user's later logins and failures are load, not outcomes.
+            return;
+        }
         self.users[user].finished = true;
         self.unfinished -= 1;
         self.last_outcome_s = self.last_outcome_s.max(t);
@@ -408,8 +417,14 @@ impl Sim<'_> {
         self.attempts[id].state = AttemptState::Done;
         self.wake(u);
         if client_stayed {
-            self.out.logged_in += 1;
+            if !self.users[u].finished {
+                self.out.logged_in += 1;
+            }
             self.finish(u, t);
+            if let Some(r) = self.p.repeat_after_s {
+                self.users[u].attempts = 0;
+                self.push(t + self.p.after_login_s.max(0.0) + r.max(0.0), Kind::Arrive(u));
+            }
             if self.p.after_login_s > 0.0 {
                 self.push(t + self.p.after_login_s, Kind::Release);
                 return;
@@ -474,10 +489,11 @@ impl Sim<'_> {
         };
         match delay {
             Some(d) => self.push(t + d, Kind::Arrive(u)),
-            None => {
+            None if !self.users[u].finished => {
                 self.out.gave_up += 1;
                 self.finish(u, t);
             }
+            None => {}
         }
     }
 }

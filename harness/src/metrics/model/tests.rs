@@ -18,6 +18,7 @@ fn stock() -> Params {
         abandoned_work: AbandonedWork::Kept,
         cpus: None,
         notice_s: None,
+        repeat_after_s: None,
         horizon_s: 120.0,
         seed: 16,
     }
@@ -367,4 +368,19 @@ fn a_late_noticed_disconnect_ends_the_session_without_a_login() {
     // It gave up at 30 s; the server stopped at 34 s and threw nothing away (stock).
     assert_eq!((r.logged_in, r.gave_up, r.wasted_rebuilds), (0, 1, 0), "{r:?}");
     assert_eq!(r.drain_time_s, Some(30.0));
+}
+
+#[test]
+fn polling_users_add_load_but_only_their_first_login_counts() {
+    let once = one_cpu(AbandonedWork::Kept);
+    let polling = Params {
+        damaged_fraction: 0.25,
+        repeat_after_s: Some(2.0),
+        ..once
+    };
+    let r = predict(&polling, 8);
+    assert!(r.drains, "{r:?}");
+    assert_eq!((r.logged_in, r.gave_up), (8, 0), "{r:?}");
+    // The polls are attempts beyond one per user, while the damaged ones still rebuild.
+    assert!(r.attempts > 8, "{r:?}");
 }
