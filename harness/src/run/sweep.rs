@@ -163,4 +163,20 @@ mod tests {
         // An arm of the case's own is no size.
         assert_eq!(point(&c, &c.arms[0], &steps), None);
     }
+
+    #[test]
+    fn a_size_unfinished_is_unmeasured_and_expects_no_check_to_fail() {
+        let c = case();
+        let arm = &c.sweep_arms()[0];
+        let r = crate::run::unfinished(&c, arm, "faultline run x --sweep".into());
+        assert_eq!(r.arm, "storm@x1");
+        assert!(r.failing_checks.is_empty(), "a size is not judged");
+        let p = r.sweep.unwrap();
+        assert_eq!((p.users, p.measured), (11, None));
+        assert_eq!(p.problem.as_deref(), Some("the arm did not finish"));
+        // The case's own arm keeps its expectation.
+        let own = crate::run::unfinished(&c, c.arm("storm").unwrap(), String::new());
+        assert_eq!(own.failing_checks, ["drains"]);
+        assert_eq!(own.sweep, None);
+    }
 }
