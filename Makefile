@@ -1,5 +1,5 @@
 # faultline: `make run` does the main job on a fresh Debian 12 machine, `make test` tests it.
-# Targets: deps images check run test lint bench report clean (see README.md).
+# Targets: deps images check run sweep test lint bench report clean (see README.md).
 
 CARGO     ?= cargo
 FAULTLINE := target/debug/faultline
@@ -9,7 +9,7 @@ JOBS      ?= auto
 # from tools/host-deps.sh, which reads /etc/os-release.
 HOST_DEPS := sh tools/host-deps.sh
 
-.PHONY: all deps build images check run test lint bench report clean
+.PHONY: all deps build images check run sweep test lint bench report clean
 
 all: run
 
@@ -52,6 +52,13 @@ check: images
 # run.json, junit.xml, traces, logs, evidence); results/latest points at the newest run.
 run: images
 	$(FAULTLINE) run --recipes images --jobs $(JOBS)
+
+# The cascade sweep (docs/cases.md, [sweep]): cluster-a-cascade's swept arm once per scale,
+# measured against the cascade model (run.json `sweeps`, the report's sweep section). Not part
+# of `run` or `test`. One size at a time: sizes run side by side would share the host's CPUs and
+# skew the service times the model is given.
+sweep: images
+	$(FAULTLINE) run --recipes images --sweep cluster-a-cascade
 
 # Performance figures side by side in one run: guest start cold vs saved state, iperf3
 # through the switch vs QEMU's own socket link, switch frames/s with pcap on.

@@ -14,8 +14,8 @@ pub enum Exit {
     /// 0: everything asked for succeeded: every arm met its expectation (every image built,
     /// every check passed).
     Ok = 0,
-    /// 1: something ran and did not succeed: an arm did not meet its expectation, an image
-    /// check found a difference.
+    /// 1: something ran and did not succeed: an arm did not meet its expectation (a size of a
+    /// sweep: its measurement does not stand), an image check found a difference.
     Failed = 1,
     /// 2: usage or input error: a bad recipe or case file (`file:line:column`), an unknown
     /// name; nothing was started.

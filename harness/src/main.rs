@@ -133,6 +133,10 @@ struct RunArgs {
     /// (frontend: every guest running it); a comma list runs each arm once per image.
     #[arg(long = "image", value_name = "NAME=IMAGE[,IMAGE...]")]
     images: Vec<String>,
+    /// Run each selected case's [sweep] instead of its arms: the swept arm once per scale
+    /// (ARM@xSCALE), measured against the cascade model (run.json `sweeps`, the report).
+    #[arg(long)]
+    sweep: bool,
 }
 
 #[derive(clap::Args)]
@@ -279,6 +283,7 @@ fn main() -> ExitCode {
                 jobs: a.jobs,
                 results: a.results,
                 images: a.images,
+                sweep: a.sweep,
             };
             commands::run(&o, &Terminal::timed())
         }

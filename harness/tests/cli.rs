@@ -212,6 +212,86 @@ fn an_unknown_arm_is_a_usage_error() {
     assert!(err.contains("no case here has an arm named nonesuch"), "{err}");
 }
 
+#[test]
+fn a_sweep_of_a_case_without_one_or_of_unknown_sizes_is_a_usage_error_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let cases = project_cases();
+    let fixture = format!(
+        "{}/src/case/testdata/sweep-storm.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (args, want) in [
+        (
+            vec!["run", "smoke", "--sweep", "--cases-dir", &cases],
+            "error: --sweep: no selected case has a [sweep]",
+        ),
+        (
+            vec!["run", &fixture, "--sweep", "--arm", "storm@x9"],
+            "error: no case here has a sweep size or swept arm named storm@x9",
+        ),
+        (
+            vec!["run", &fixture, "--sweep", "--image", "imap1=frontend,frontend-2008"],
+            "error: --image imap1=frontend,frontend-2008: a sweep runs each size on one image; give one image per NAME",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--results", results.to_str().unwrap()]);
+        let out = faultline(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end(), want, "{args:?}");
+    }
+    assert!(!results.exists());
+}
+
+#[test]
+fn a_sweep_passes_its_input_checks_and_stops_only_at_the_missing_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let in_sbin = faultline::hosttools::find(faultline::hosttools::QEMU_SYSTEM).is_ok_and(|p| {
+        ["/usr/local/sbin", "/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| p.starts_with(d))
+    });
+    if in_sbin {
+        eprintln!("skipped: QEMU is in an sbin folder, which an empty PATH does not hide");
+        return;
+    }
+    let fixture = format!(
+        "{}/src/case/testdata/sweep-storm.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // One size by its name, and every size by the swept arm's.
+    for arm in ["storm@x2", "storm"] {
+        let out = faultline(
+            &[
+                "run",
+                &fixture,
+                "--sweep",
+                "--arm",
+                arm,
+                "--recipes",
+                &project_images(),
+                "--results",
+                results.to_str().unwrap(),
+            ],
+            &[
+                ("PATH", dir.path().to_str().unwrap()),
+                ("FAULTLINE_CACHE", cache.path().to_str().unwrap()),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{arm}: {err}");
+        assert!(
+            err.contains("missing host tool `qemu-system-x86_64`"),
+            "{arm}: {err}"
+        );
+    }
+    assert!(!results.exists());
+}
+
 fn project_cases() -> String {
     format!("{}/../cases", env!("CARGO_MANIFEST_DIR"))
 }

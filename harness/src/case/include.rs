@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{
     Named, RawArm, RawCase, RawCheck, RawDisk, RawEvidence, RawFault, RawFile, RawGuest, RawMeasure,
-    RawSegment, RawStep, Str,
+    RawSegment, RawStep, RawSweep, Str, S,
 };
 use super::source::{self, Sources};
 use crate::span::PosError;
@@ -37,6 +37,7 @@ struct Merged {
     checks: Option<Named<RawCheck>>,
     measures: Named<RawMeasure>,
     arms: Option<Named<RawArm>>,
+    sweep: Option<S<RawSweep>>,
 }
 
 /// Read the case whose file `path` holds `text`, with every file it includes.
@@ -69,6 +70,7 @@ pub(super) fn read(path: &Path, text: &str) -> Result<(Sources, RawCase), PosErr
         checks: m.checks.ok_or_else(|| missing("checks"))?,
         measures: m.measures,
         arms: m.arms.ok_or_else(|| missing("arms"))?,
+        sweep: m.sweep,
     };
     Ok((sources, raw))
 }
@@ -119,6 +121,9 @@ fn merge_file(
     }
     if raw.healthy_arm.is_some() {
         m.healthy_arm = raw.healthy_arm;
+    }
+    if raw.sweep.is_some() {
+        m.sweep = raw.sweep;
     }
     join_some(sources, &mut m.guests, raw.guests, "guest")?;
     join_some(sources, &mut m.segments, raw.segments, "segment")?;

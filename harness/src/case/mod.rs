@@ -30,7 +30,9 @@ mod source;
 pub mod verdict;
 
 pub use pattern::Pattern;
-pub use verdict::{arm_outcome, ArmExpectation, ArmOutcome, CheckResult, FaultProof, Verdict};
+pub use verdict::{
+    arm_outcome, measured_outcome, ArmExpectation, ArmOutcome, CheckResult, FaultProof, Verdict,
+};
 
 /// The names guests can have: those with an address in the images' `/etc/hosts`.
 pub const LAB_GUESTS: [&str; 5] = ["filer", "imap1", "imap2", "imap3", "client"];
@@ -102,6 +104,10 @@ pub struct Case {
     /// table): the same workload with no fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy_arm: Option<String>,
+    /// One arm run at several population sizes and measured against the cascade model
+    /// (`[sweep]`); run only when asked (`faultline run --sweep`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
 }
 
 impl Case {
@@ -132,6 +138,50 @@ impl Case {
     /// The faults an arm turns on, in the arm's order.
     pub fn faults_of<'a>(&'a self, arm: &'a Arm) -> impl Iterator<Item = &'a Fault> + 'a {
         arm.faults.iter().filter_map(|n| self.fault(n))
+    }
+
+    /// The sweep's arms, one per scale (none without a `[sweep]`): its arm with each of the
+    /// sweep's populations `scale` times as large as the arm runs it, named `<arm>@x<scale>`.
+    pub fn sweep_arms(&self) -> Vec<Arm> {
+        let Some(sweep) = &self.sweep else {
+            return Vec::new();
+        };
+        let Some(base) = self.arm(&sweep.arm) else {
+            return Vec::new();
+        };
+        sweep
+            .scale
+            .iter()
+            .map(|&scale| {
+                let mut arm = base.clone();
+                arm.name = sweep.arm_name(scale);
+                let mut users = BTreeMap::new();
+                for step in &sweep.populations {
+                    let Some(StepKind::Population(p)) = self.step(step).map(|s| &s.kind) else {
+                        continue;
+                    };
+                    let n = scaled_users(base.population(step, p).users, scale);
+                    arm.setup.populations.entry(step.clone()).or_default().users = Some(n);
+                    users.insert(step.clone(), n);
+                }
+                arm.sweep = Some(SweepSize {
+                    arm: sweep.arm.clone(),
+                    scale,
+                    users,
+                });
+                arm
+            })
+            .collect()
+    }
+
+    /// This case with its sweep's arms in place of its own: what `faultline run --sweep`
+    /// runs. `None` without a `[sweep]`.
+    pub fn sweep_case(&self) -> Option<Case> {
+        self.sweep.as_ref()?;
+        Some(Case {
+            arms: self.sweep_arms(),
+            ..self.clone()
+        })
     }
 
     /// Each check's `requires`, in the shape [`verdict::apply_requires`] takes.
@@ -719,6 +769,106 @@ pub struct Arm {
     /// because …" (shown in reports with what was observed).
     pub story: Option<String>,
     pub setup: Setup,
+    /// For one size of the case's sweep (made by [`Case::sweep_arms`], never written in a
+    /// case file): a measurement, whose verdict is recorded but not judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepSize>,
+}
+
+/// What makes an arm one size of its case's sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SweepSize {
+    /// The case's arm it is a size of.
+    pub arm: String,
+    pub scale: Milli,
+    /// Each scaled population step's users at this size.
+    pub users: BTreeMap<String, u32>,
+}
+
+/// `[sweep]`: one arm of the case run once per scale, each time with some of its populations
+/// that many times as large, and the storm's drain at each size measured against the cascade
+/// model (`metrics::model`, docs/cascade-model.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sweep {
+    /// The arm of this case that is swept.
+    pub arm: String,
+    /// Population steps whose users are scaled (none skipped in the arm).
+    pub populations: Vec<String>,
+    /// Positive, strictly ascending.
+    pub scale: Vec<Milli>,
+    /// Which of `populations` holds the damaged mailboxes.
+    pub damaged: String,
+    pub model: SweepModel,
+}
+
+impl Sweep {
+    /// The name of the sweep's arm at `scale`: `<arm>@x<scale>` (`cascade@x2`, `cascade@x1.5`),
+    /// a name that is safe in a folder name, a JUnit name and a shell word.
+    pub fn arm_name(&self, scale: Milli) -> String {
+        format!("{}@x{scale}", self.arm)
+    }
+}
+
+/// `[sweep.model]`: the model's inputs that the case states (the rest are measured or read
+/// from the damaged population).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SweepModel {
+    /// N: sessions the server runs at once.
+    pub slots: u32,
+    /// CPUs the sessions share; `None`: only the slots limit them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Milli>,
+    /// The step whose duration is S0 (a healthy login), and the one whose duration is Sr (a
+    /// login that rebuilds a damaged mailbox).
+    pub login: String,
+    pub rebuild: String,
+    pub abandoned_work: AbandonedWork,
+    /// How long after its client left a session notices; `None`: it runs to its end.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "duration::serialize_opt"
+    )]
+    pub notice: Option<Duration>,
+    pub seed: u64,
+}
+
+/// What becomes of a rebuild whose client left (the model's `AbandonedWork`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AbandonedWork {
+    /// Committed anyway (stock Dovecot 2.3).
+    Kept,
+    /// Thrown away (the 2008 build).
+    Lost,
+}
+
+/// A number as a case writes it (`scale = [1, 1.5]`, `cpus = 1.5`), in thousandths so that
+/// the plan stays `Eq`. Shown as the shortest decimal (`2`, `1.5`); serialized as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Milli(pub u64);
+
+impl Milli {
+    pub fn get(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+}
+
+impl std::fmt::Display for Milli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.get())
+    }
+}
+
+impl Serialize for Milli {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.get())
+    }
+}
+
+/// A population's users at `scale`: rounded to the nearest whole user, at least one.
+pub fn scaled_users(users: u32, scale: Milli) -> u32 {
+    let n = (u64::from(users) * scale.0 + 500) / 1000;
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
 }
 
 /// How an arm's lab or workload differs from the case's.

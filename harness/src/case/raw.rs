@@ -66,6 +66,7 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub measures: Named<RawMeasure>,
     pub arms: Option<Named<RawArm>>,
+    pub sweep: Option<S<RawSweep>>,
 }
 
 /// A case: its file and the files it includes, merged.
@@ -84,6 +85,7 @@ pub(super) struct RawCase {
     pub checks: Named<RawCheck>,
     pub measures: Named<RawMeasure>,
     pub arms: Named<RawArm>,
+    pub sweep: Option<S<RawSweep>>,
 }
 
 #[derive(Deserialize)]
@@ -674,4 +676,30 @@ pub(super) struct RawPopulationChange {
     pub attempt_timeout: Option<Str>,
     pub retry: Option<S<RawRetry>>,
     pub repeat_after: Option<Str>,
+}
+
+// ---- the sweep -----------------------------------------------------------------------------
+
+/// `[sweep]`: an arm run at several population sizes, measured against the cascade model.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSweep {
+    pub arm: Str,
+    pub populations: S<Vec<Str>>,
+    pub scale: S<Vec<S<toml::Value>>>,
+    pub damaged: Str,
+    pub model: S<RawSweepModel>,
+}
+
+/// `[sweep.model]`: the model's inputs the case states.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSweepModel {
+    pub slots: S<i64>,
+    pub cpus: Option<S<toml::Value>>,
+    pub login: Str,
+    pub rebuild: Str,
+    pub abandoned_work: Str,
+    pub notice: Option<Str>,
+    pub seed: Option<S<i64>>,
 }

@@ -186,9 +186,9 @@ pub struct ArmOutcome {
     pub explanation: String,
 }
 
-/// Combine an arm's check results and fault proofs (those of the faults the arm turns on) into
-/// its outcome, by the rules in the module documentation.
-pub fn arm_outcome(expected: &ArmExpectation, checks: &[CheckResult], faults: &[FaultProof]) -> ArmOutcome {
+/// The verdict of some check results and fault proofs, and the reasons it is not simply
+/// "everything passed", most severe first.
+fn verdict_and_reasons(checks: &[CheckResult], faults: &[FaultProof]) -> (Verdict, Vec<String>) {
     let unfired: Vec<&FaultProof> = faults.iter().filter(|f| !f.fired).collect();
     let verdict = match Verdict::combine(checks.iter().map(|c| c.verdict)) {
         None => Verdict::Unknown,
@@ -222,6 +222,15 @@ pub fn arm_outcome(expected: &ArmExpectation, checks: &[CheckResult], faults: &[
             clause(&f.evidence)
         ));
     }
+
+    (verdict, reasons)
+}
+
+/// Combine an arm's check results and fault proofs (those of the faults the arm turns on) into
+/// its outcome, by the rules in the module documentation.
+pub fn arm_outcome(expected: &ArmExpectation, checks: &[CheckResult], faults: &[FaultProof]) -> ArmOutcome {
+    let unfired: Vec<&FaultProof> = faults.iter().filter(|f| !f.fired).collect();
+    let (verdict, reasons) = verdict_and_reasons(checks, faults);
 
     let mut met = verdict == expected.verdict() && unfired.is_empty();
     let mut misses: Vec<String> = Vec::new();
@@ -259,6 +268,38 @@ pub fn arm_outcome(expected: &ArmExpectation, checks: &[CheckResult], faults: &[
     if !misses.is_empty() {
         sentence.push_str(&format!(" ({})", misses.join("; ")));
     }
+    finish(&mut sentence, checks, faults, &reasons);
+    ArmOutcome {
+        verdict,
+        met,
+        explanation: sentence,
+    }
+}
+
+/// The outcome of one size of a sweep: a measurement, not a test. Its verdict is made as any
+/// arm's and recorded, but judged against no expectation (a storm that does not drain is a
+/// result, not a failure). The measurement stands (`met`) only when the verdict is not `error`
+/// and every fault provably fired: otherwise the size is not the storm the case describes.
+pub fn measured_outcome(checks: &[CheckResult], faults: &[FaultProof]) -> ArmOutcome {
+    let (verdict, reasons) = verdict_and_reasons(checks, faults);
+    let unfired = faults.iter().any(|f| !f.fired);
+    let met = verdict != Verdict::Error && !unfired;
+    let mut sentence = format!("{verdict}, measured (a sweep size is not judged)");
+    if verdict == Verdict::Error {
+        sentence.push_str(" (the measurement does not stand: the harness could not evaluate it)");
+    } else if unfired {
+        sentence.push_str(" (the measurement does not stand: a fault did not provably fire)");
+    }
+    finish(&mut sentence, checks, faults, &reasons);
+    ArmOutcome {
+        verdict,
+        met,
+        explanation: sentence,
+    }
+}
+
+/// The end of an outcome's sentence: what passed and fired, or the reasons it did not.
+fn finish(sentence: &mut String, checks: &[CheckResult], faults: &[FaultProof], reasons: &[String]) {
     if reasons.is_empty() {
         let fired: Vec<String> = faults
             .iter()
@@ -276,11 +317,6 @@ pub fn arm_outcome(expected: &ArmExpectation, checks: &[CheckResult], faults: &[
         sentence.push_str(&reasons.join("; "));
     }
     sentence.push('.');
-    ArmOutcome {
-        verdict,
-        met,
-        explanation: sentence,
-    }
 }
 
 /// Turn check `requires` into verdicts: a check some of whose required checks did not pass is
@@ -600,5 +636,36 @@ mod tests {
             CheckResult::fail("shared", "no file"),
         ];
         assert_eq!(apply_requires(&requires, &ok), ok);
+    }
+
+    #[test]
+    fn a_sweep_size_is_measured_not_judged_and_stands_unless_it_errs_or_a_fault_did_not_fire() {
+        let failing = [
+            CheckResult::pass("mounted"),
+            CheckResult::fail("damaged-drain", "never drained"),
+        ];
+        let o = measured_outcome(&failing, &[fired("damage")]);
+        assert_eq!(o.verdict, Fail);
+        assert!(o.met, "a storm that does not drain is a result");
+        assert_eq!(
+            o.explanation,
+            "fail, measured (a sweep size is not judged): damaged-drain failed (never drained)."
+        );
+        let o = measured_outcome(&[CheckResult::pass("mounted")], &[fired("damage")]);
+        assert_eq!((o.verdict, o.met), (Pass, true));
+        let o = measured_outcome(&[CheckResult::error("mounted", "no agent")], &[fired("damage")]);
+        assert_eq!((o.verdict, o.met), (Error, false));
+        let unfired = FaultProof {
+            name: "damage".into(),
+            fired: false,
+            evidence: "the command exited 1".into(),
+        };
+        let o = measured_outcome(&[CheckResult::pass("mounted")], &[unfired]);
+        assert_eq!((o.verdict, o.met), (Unknown, false));
+        assert_eq!(
+            o.explanation,
+            "unknown, measured (a sweep size is not judged) (the measurement does not stand: a fault \
+             did not provably fire): fault damage did not provably fire (the command exited 1)."
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `faultline list` and `faultline run`: cases from names, their arms selected, and (for
-//! `run`) every selected arm through a [`Runner`] into one run folder.
+//! `run`) every selected arm through a [`Runner`] into one run folder. `run --sweep` runs each
+//! case's sweep arms (`Case::sweep_case`) instead, and the run folder makes the sweeps' records.
 //!
 //! Architecture invariant: `run` starts nothing before every case is valid, every selected
 //! arm's image exists (built if missing) and the host tools are there: a bad case or name is
@@ -63,23 +64,47 @@ pub struct RunOptions {
     /// `--image NAME=IMAGE[,IMAGE…]` as given: other images than the case files name, each
     /// arm run once per listed image.
     pub images: Vec<String>,
+    /// Run each selected case's `[sweep]` (its arm once per scale) instead of its arms.
+    pub sweep: bool,
 }
 
 /// `faultline run`: exit 0 when every arm met its expectation, 1 when one did not, 3 when a
 /// lab broke or a signal stopped the run.
 pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> {
-    let cases = load(&o.cases, &o.cases_dir)?;
+    let mut cases = load(&o.cases, &o.cases_dir)?;
+    let asked = overrides::parse(&o.images).map_err(CommandError::Input)?;
+    if o.sweep {
+        // Each case's sweep arms in place of its own arms.
+        cases = cases.iter().filter_map(Case::sweep_case).collect();
+        if cases.is_empty() {
+            return Err(CommandError::Input(
+                "--sweep: no selected case has a [sweep]".into(),
+            ));
+        }
+        if let Some(list) = asked.iter().find(|a| a.images.len() > 1) {
+            return Err(CommandError::Input(format!(
+                "--image {list}: a sweep runs each size on one image; give one image per NAME"
+            )));
+        }
+    }
     if let Some(arms) = &o.arm {
         for arm in arms.split(',') {
-            if !cases.iter().any(|c| c.arm(arm).is_some()) {
+            if !cases
+                .iter()
+                .any(|c| c.arms.iter().any(|a| suite::arm_matches(a, arm)))
+            {
+                let what = if o.sweep {
+                    "a sweep size or swept arm"
+                } else {
+                    "an arm"
+                };
                 return Err(CommandError::Input(format!(
-                    "no case here has an arm named {arm}"
+                    "no case here has {what} named {arm}"
                 )));
             }
         }
     }
     let chosen = suite::select(&cases, o.arm.as_deref(), o.partition);
-    let asked = overrides::parse(&o.images).map_err(CommandError::Input)?;
     let recipes = images::load_recipes(&o.common.recipes, &[])?;
     let selected: Vec<_> = chosen
         .iter()
@@ -106,7 +131,11 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
     let probe = arm_images.first().and_then(|m| m.values().next());
     let decision = suite::decide_accel(o.common.accel, probe, console);
     let image_args: String = asked.iter().map(|a| format!(" --image {a}")).collect();
-    let rerun = suite::rerun_selection(&o.cases, o.arm.as_deref(), o.partition, decision.accel) + &image_args;
+    let mut rerun =
+        suite::rerun_selection(&o.cases, o.arm.as_deref(), o.partition, decision.accel) + &image_args;
+    if o.sweep {
+        rerun.push_str(" --sweep");
+    }
     // Read before the new run folder becomes `latest`.
     let last_time = previous_durations(&o.results);
     let mut runner = Runner::create(&o.results, "", decision.accel, cache.clone(), rerun).map_err(|e| {
@@ -114,6 +143,9 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
     })?;
     runner.add_versions(&distinct(&arm_images));
     runner.run_dir.record.images = asked.iter().map(ToString::to_string).collect();
+    if o.sweep {
+        runner.run_dir.sweep_cases = cases.clone();
+    }
     console.note(&format!("results: {}", runner.run_dir.dir.display()));
     let total = planned.len();
     let turns: Vec<Turn> = planned
@@ -211,6 +243,34 @@ fn distinct(arm_images: &[BTreeMap<String, Image>]) -> Vec<&Image> {
 
 /// An arm's line in `faultline run`'s output, with the explanation when it was not met.
 fn outcome(r: &ArmRecord) -> String {
+    if let Some(p) = &r.sweep {
+        let what = match &p.measured {
+            Some(m) if m.drained => format!(
+                "{} users drained in {:.1} s",
+                m.users,
+                m.drain_time_s.unwrap_or_default()
+            ),
+            Some(m) => format!(
+                "{} users did not drain ({} logged in)",
+                m.users,
+                p.users_ok.unwrap_or_default()
+            ),
+            None => format!("{} users, not measured", p.users),
+        };
+        return format!(
+            "{}::{}  {} (measured: {what}){}  {:.1} s{}",
+            r.case,
+            r.arm,
+            r.verdict,
+            if r.met { "" } else { " DOES NOT STAND" },
+            r.duration_s,
+            if r.met {
+                String::new()
+            } else {
+                format!("\n    {}", r.explanation)
+            }
+        );
+    }
     format!(
         "{}::{}  {} (expected {}) {}  {:.1} s{}",
         r.case,

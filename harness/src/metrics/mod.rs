@@ -17,6 +17,7 @@ mod failure;
 pub mod model;
 pub mod sampler;
 pub mod summary;
+pub mod sweep;
 pub mod warning;
 pub mod wire;
 

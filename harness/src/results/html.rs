@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use super::escape::html as esc;
 use super::merge::MergeRecord;
+use super::sweep::SweepRecord;
 use super::variants::VariantTable;
 use super::{ArmRecord, Event, EventKind, RunRecord};
 use crate::case::Verdict;
@@ -39,6 +40,9 @@ pub fn render_with_metrics(
     summary(&mut out, run, &anchors);
     if let Some(table) = &run.variants {
         variants(&mut out, table, run, &anchors);
+    }
+    for sw in &run.sweeps {
+        sweep_section(&mut out, sw, run, &anchors);
     }
     for (i, arm) in run.arms.iter().enumerate() {
         let history = histories.get(i).map(Vec::as_slice).unwrap_or_default();
@@ -85,6 +89,7 @@ svg.tl{width:100%;height:auto;font:10px system-ui,sans-serif;border:1px solid #e
 .tl .mark{stroke:#1c5fb8;stroke-dasharray:3 3}
 .legend{font-size:.85em;color:#555;margin:.2rem 0 .6rem}
 table.variants td{min-width:9em}table.variants .m{display:block;font-size:.85em;color:#444}
+section.sweep{border-top:2px solid #ddd;margin-top:1.6rem;padding-top:.4rem}
 .legend i{display:inline-block;width:1em;height:.7em;margin:0 .25em 0 .8em;vertical-align:middle}
 ";
 
@@ -190,7 +195,7 @@ fn summary(out: &mut String, run: &RunRecord, anchors: &[String]) {
             esc(&arm.case),
             esc(anchor),
             esc(&arm.arm),
-            badge(arm.expected),
+            expected_cell(arm),
             badge(arm.verdict),
             met_mark(arm.met),
             if arm.finding.is_some() { "yes" } else { "" },
@@ -256,11 +261,30 @@ fn arm_section(
     } else {
         format!(" (failing: {})", esc(&arm.failing_checks.join(", ")))
     };
+    let expected = match &arm.sweep {
+        Some(p) => format!(
+            "not judged: size ×{} of the sweep of arm <code>{}</code> ({} users){}",
+            p.scale,
+            esc(&p.arm),
+            p.users,
+            match (&p.measured, &p.problem) {
+                (Some(m), _) if m.drained =>
+                    format!(", drained in {}", secs(m.drain_time_s.unwrap_or_default())),
+                (Some(_), _) => format!(
+                    ", did not drain ({} of {} users logged in)",
+                    p.users_ok.unwrap_or_default(),
+                    p.users
+                ),
+                (None, Some(why)) => format!(", not measured: {}", esc(why)),
+                (None, None) => ", not measured".into(),
+            }
+        ),
+        None => format!("{}{expected_checks}", badge(arm.expected)),
+    };
     out.push_str(&format!(
-        "<dl class=\"facts\">\n<dt>Verdict</dt><dd>{}</dd>\n<dt>Expected</dt><dd>{}{expected_checks}</dd>\n\
+        "<dl class=\"facts\">\n<dt>Verdict</dt><dd>{}</dd>\n<dt>Expected</dt><dd>{expected}</dd>\n\
          <dt>Met</dt><dd>{}</dd>\n<dt>Duration</dt><dd>{} (lab ready {}, workload {})</dd>\n</dl>\n",
         badge(arm.verdict),
-        badge(arm.expected),
         met_mark(arm.met),
         secs(arm.duration_s),
         secs(arm.lab_ready_s),
@@ -846,6 +870,147 @@ fn href(dir: &str, file: &str) -> String {
     out
 }
 
+/// A summary row's expectation: a sweep size is measured, not judged.
+fn expected_cell(arm: &ArmRecord) -> String {
+    match &arm.sweep {
+        Some(_) => "<span class=\"tag\">sweep size: measured</span>".into(),
+        None => badge(arm.expected),
+    }
+}
+
+/// A case's sweep: the model's inputs and where each came from, each size measured beside
+/// predicted, the thresholds, and drain time against users drawn.
+fn sweep_section(out: &mut String, sw: &SweepRecord, run: &RunRecord, anchors: &[String]) {
+    let id: String = format!("sweep--{}--{}", sw.case, sw.arm)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let names = |l: &[String]| {
+        l.iter()
+            .map(|n| format!("<code>{}</code>", esc(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scales: Vec<String> = sw.scale.iter().map(|s| format!("×{s}")).collect();
+    out.push_str(&format!(
+        "<section class=\"sweep\" id=\"{}\">\n<h2>Sweep: {}::{}</h2>\n\
+         <p class=\"muted\">Arm <code>{}</code> with populations {} scaled {} (damaged mailboxes in \
+         <code>{}</code>); each size is a measurement, set against the cascade model \
+         (docs/cascade-model.md).</p>\n",
+        esc(&id),
+        esc(&sw.case),
+        esc(&sw.arm),
+        esc(&sw.arm),
+        names(&sw.populations),
+        esc(&scales.join(", ")),
+        esc(&sw.damaged),
+    ));
+    out.push_str("<h3>Model inputs</h3>\n<table>\n<tr><th>Input</th><th>Value</th><th>From</th></tr>\n");
+    for i in &sw.inputs {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+            esc(&i.symbol),
+            esc(&i.value),
+            esc(&i.source)
+        ));
+    }
+    out.push_str("</table>\n");
+
+    out.push_str(
+        "<h3>Sizes</h3>\n<table>\n<tr><th>Scale</th><th>Arm</th><th>Users</th><th>Verdict</th>\
+         <th>Measured</th><th>Drain time</th><th>Model</th><th>Model drain time</th><th>Agree</th></tr>\n",
+    );
+    let yes_no = |b: bool, yes: &str, no: &str| {
+        if b {
+            format!("<span class=\"yes\">{yes}</span>")
+        } else {
+            format!("<span class=\"no\">{no}</span>")
+        }
+    };
+    let time = |t: Option<f64>| t.map_or_else(|| "—".to_string(), secs);
+    for size in &sw.measured {
+        let arm = match run.arms.iter().position(|a| a.dir == size.dir) {
+            Some(i) => format!("<a href=\"#{}\">{}</a>", esc(&anchors[i]), esc(&size.arm)),
+            None => esc(&size.arm),
+        };
+        let measured = match (&size.measured, &size.problem) {
+            (Some(m), _) if m.drained => yes_no(true, "drained", ""),
+            (Some(m), _) => format!(
+                "{} <span class=\"muted\">({} of {} logged in)</span>",
+                yes_no(false, "", "did not drain"),
+                size.users_ok.unwrap_or_default(),
+                m.users
+            ),
+            (None, why) => format!(
+                "<span class=\"muted\">not measured: {}</span>",
+                esc(why.as_deref().unwrap_or("no measurement"))
+            ),
+        };
+        let p = sw.predictions.iter().find(|p| p.users == size.users);
+        let row = sw
+            .comparison
+            .as_ref()
+            .and_then(|c| c.rows.iter().find(|r| r.users == size.users));
+        out.push_str(&format!(
+            "<tr><td class=\"num\">×{}</td><td>{arm}</td><td class=\"num\">{}</td><td>{}</td><td>{measured}</td>\
+             <td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+            size.scale,
+            size.users,
+            badge(size.verdict),
+            time(size.measured.and_then(|m| m.drain_time_s)),
+            p.map_or_else(
+                || "—".to_string(),
+                |p| yes_no(p.drains, "drains", "does not drain")
+            ),
+            time(p.and_then(|p| p.drain_time_s)),
+            row.map_or_else(
+                || "—".to_string(),
+                |r| yes_no(r.agree, "✓ yes", "✗ no")
+            ),
+        ));
+    }
+    out.push_str("</table>\n");
+
+    out.push_str("<h3>Thresholds</h3>\n<dl class=\"facts\">\n");
+    let users =
+        |u: Option<u32>| u.map_or_else(|| "none among the sizes".to_string(), |u| format!("{u} users"));
+    if let Some(c) = &sw.comparison {
+        out.push_str(&format!(
+            "<dt>Measured</dt><dd>{}</dd>\n<dt>Model (simulated)</dt><dd>{}</dd>\n",
+            users(c.measured_threshold),
+            users(c.predicted_threshold)
+        ));
+    }
+    if let Some(cf) = &sw.closed_form {
+        let t = cf
+            .threshold_users
+            .map_or_else(|| "none".to_string(), |u| format!("{u:.0} users"));
+        out.push_str(&format!(
+            "<dt>Closed form</dt><dd>{t} <span class=\"muted\">({})</span></dd>\n",
+            esc(&cf.rule)
+        ));
+    }
+    if let Some(c) = &sw.comparison {
+        out.push_str(&format!("<dt>Agreement</dt><dd>{}</dd>\n", esc(&c.note)));
+    }
+    out.push_str("</dl>\n");
+    out.push_str(&super::plots::sweep_plot(sw));
+    if !sw.problems.is_empty() {
+        out.push_str("<ul class=\"muted\">\n");
+        for p in &sw.problems {
+            out.push_str(&format!("<li>{}</li>\n", esc(p)));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("<p><a href=\"#summary\">↑ summary</a></p>\n</section>\n");
+}
+
 fn badge(v: Verdict) -> String {
     format!("<span class=\"badge v-{v}\">{v}</span>")
 }
@@ -1108,5 +1273,21 @@ mod tests {
         assert_eq!(tick_step(1.0), 0.1);
         assert_eq!(tick_step(63.5), 10.0);
         assert_eq!(tick_step(300.0), 50.0);
+    }
+
+    #[test]
+    fn sweep_section_html() {
+        let run = crate::results::sweep::tests::sweep_run();
+        let page = render(&run, &[]);
+        let start = page.find("<section class=\"sweep\"").expect("a sweep section");
+        let end = start + page[start..].find("</section>").unwrap() + "</section>".len();
+        insta::assert_snapshot!(&page[start..end]);
+        // Its sizes are measurements: shown so in the summary and their own sections.
+        assert!(page.contains("sweep size: measured"));
+        assert!(page.contains("not judged: size ×3.5 of the sweep of arm <code>storm</code> (39 users), did not drain (30 of 39 users logged in)"));
+        assert!(!page.contains("<script"));
+        // A run without sweeps has no such section.
+        let plain = render(&fixture(), &[]);
+        assert!(!plain.contains("class=\"sweep\""));
     }
 }

@@ -198,11 +198,36 @@ pub fn merge(run_id: &str, sources: &[Source]) -> Merged {
         .map(str::to_string)
         .collect(),
         variants,
+        sweeps: sweeps(sources),
     };
     Merged {
         record,
         origins: kept.iter().map(|k| k.0).collect(),
     }
+}
+
+/// The sources' sweeps, one per case::arm: the one with the most sizes (on a tie, from the
+/// source that started last). A sweep whose sizes ran in different sources is not made again
+/// from them: its model inputs are medians over one run's sizes.
+fn sweeps(sources: &[Source]) -> Vec<super::sweep::SweepRecord> {
+    let mut best: Vec<(usize, &super::sweep::SweepRecord)> = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
+        for sw in &src.record.sweeps {
+            let better = |(j, old): &(usize, &super::sweep::SweepRecord)| {
+                let started = |k: usize| sources[k].record.started_unix;
+                (sw.measured.len(), started(i), i) > (old.measured.len(), started(*j), *j)
+            };
+            match best
+                .iter_mut()
+                .find(|(_, o)| o.case == sw.case && o.arm == sw.arm)
+            {
+                Some(slot) if better(slot) => *slot = (i, sw),
+                Some(_) => {}
+                None => best.push((i, sw)),
+            }
+        }
+    }
+    best.into_iter().map(|(_, sw)| sw.clone()).collect()
 }
 
 /// The versions every source agrees on, with differing ones as their distinct values joined

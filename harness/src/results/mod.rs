@@ -22,6 +22,7 @@ pub mod html;
 pub mod junit;
 pub mod merge;
 pub mod plots;
+pub mod sweep;
 pub mod variants;
 pub mod warnings;
 
@@ -50,6 +51,10 @@ pub struct RunRecord {
     /// list, `faultline bisect`): made from the arms by [`variants::table`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<VariantTable>,
+    /// Each case's `[sweep]` that ran (`faultline run --sweep`): sizes measured against the
+    /// cascade model, made from the sweep arms by [`sweep::build`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<sweep::SweepRecord>,
 }
 
 /// One arm of one case.
@@ -113,6 +118,11 @@ pub struct ArmRecord {
     /// The earliest-warning table (`warnings::tables`), made when run.json is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<warnings::WarningTable>,
+    /// For one size of a case's sweep (`<arm>@x<scale>`): what it measured. Such an arm is a
+    /// measurement: `expected` is the case arm's, shown but not judged; `met` says whether
+    /// the measurement stands (no `error`, every fault fired, the size measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<sweep::SweepPoint>,
 }
 
 /// A segment's trace as the checks saw it: the switch's count of frames it received and of

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::escape::html as esc;
+use super::sweep::SweepRecord;
 use super::ArmRecord;
 use crate::metrics::{first_user_failure, ArmMetrics, Origin, Point, Series};
 
@@ -39,6 +40,8 @@ svg.mp{width:100%;height:auto;font:10px system-ui,sans-serif;border:1px solid #e
 .mp .band{fill:#e03131;fill-opacity:.1}.mp .flabel{fill:#c92a2a}
 .mp .fail{stroke:#c92a2a;stroke-width:1.5;stroke-dasharray:5 3}
 .mp polyline{fill:none;stroke-width:1.4}.mp .limit{stroke-width:1;stroke-dasharray:6 3}
+.mp .meas{fill:#1c5fb8}.mp .nodrain{stroke:#c92a2a;stroke-width:2}.mp .model{fill:none;stroke:#e8590c;stroke-width:1.6}
+.mp .pred{fill:#fff;stroke:#e8590c;stroke-width:1.4}.mp .unmeasured{fill:#888}.mp .horizon{stroke:#888;stroke-dasharray:6 3}
 .mlegend{font-size:.8em;color:#444}.mlegend i{display:inline-block;width:.9em;height:.25em;margin:0 .25em 0 .6em;vertical-align:middle}
 ";
 
@@ -356,6 +359,178 @@ fn plot(
     s
 }
 
+/// A sweep's drain time against users: the measured sizes as points, the model's prediction as
+/// a line (broken where it does not drain), and sizes that did not drain marked in a row above
+/// the plot (measured: a red cross; the model: a hollow circle). The horizon is a dashed line;
+/// a size that was not measured is a grey `?` in the top row.
+pub fn sweep_plot(sw: &SweepRecord) -> String {
+    const SH: f64 = 220.0;
+    const ROW: f64 = 20.0;
+    let pw = W - LEFT - RIGHT;
+    let top = TOP + ROW;
+    let ph = SH - top - BOTTOM - 6.0;
+    let horizon = sw.params.as_ref().map(|p| p.horizon_s).filter(|h| h.is_finite());
+    let max_users = sw
+        .measured
+        .iter()
+        .map(|m| m.users)
+        .chain(sw.predictions.iter().map(|p| p.users))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let xstep = nice_step(f64::from(max_users) / 6.0);
+    let xmax = (f64::from(max_users) * 1.05 / xstep).ceil() * xstep;
+    let times = sw
+        .measured
+        .iter()
+        .filter_map(|m| m.measured.and_then(|m| m.drain_time_s))
+        .chain(sw.predictions.iter().filter_map(|p| p.drain_time_s))
+        .chain(horizon)
+        .filter(|t| t.is_finite())
+        .fold(1.0_f64, f64::max);
+    let ystep = nice_step(times / 4.0);
+    let ymax = (times / ystep).ceil() * ystep;
+    let x = |u: f64| LEFT + u / xmax * pw;
+    let y = |t: f64| top + ph - t / ymax * ph;
+    let row = TOP + ROW / 2.0;
+    let mut s = format!(
+        "<figure class=\"plot\"><figcaption>Drain time against users: {}::{}</figcaption>\n\
+         <svg class=\"mp\" viewBox=\"0 0 {W} {SH}\" role=\"img\" aria-label=\"drain time against users\">\n",
+        esc(&sw.case),
+        esc(&sw.arm)
+    );
+    for k in 0..=((ymax / ystep).round() as i64) {
+        let v = k as f64 * ystep;
+        let yy = n(y(v));
+        s.push_str(&format!(
+            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{yy}\" x2=\"{}\" y2=\"{yy}\"/>\
+             <text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+            n(LEFT + pw),
+            n(LEFT - 4.0),
+            n(y(v) + 3.5),
+            label(v, ystep)
+        ));
+    }
+    s.push_str(&format!(
+        "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">no drain</text>\n",
+        n(LEFT - 4.0),
+        n(row + 3.5)
+    ));
+    for k in 0..=((xmax / xstep).round() as i64) {
+        let u = k as f64 * xstep;
+        s.push_str(&format!(
+            "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            n(x(u)),
+            n(top + ph + 13.0),
+            label(u, xstep)
+        ));
+    }
+    s.push_str(&format!(
+        "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{b}\" x2=\"{}\" y2=\"{b}\"/>\
+         <text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">users</text>\
+         <text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">s</text>\n",
+        n(LEFT + pw),
+        n(LEFT + pw / 2.0),
+        n(SH - 4.0),
+        n(LEFT - 4.0),
+        n(top + ph + 13.0),
+        b = n(top + ph),
+    ));
+    if let Some(h) = horizon {
+        let yy = n(y(h));
+        s.push_str(&format!(
+            "<line class=\"horizon\" x1=\"{LEFT}\" y1=\"{yy}\" x2=\"{}\" y2=\"{yy}\"><title>horizon H = {} s</title></line>\
+             <text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">H {}</text>\n",
+            n(LEFT + pw),
+            label(h, 0.001),
+            n(LEFT + pw - 2.0),
+            n(y(h) - 2.0),
+            label(h, 0.001),
+        ));
+    }
+    // The model: a line through the sizes it drains, broken where it does not.
+    let mut preds: Vec<&crate::metrics::model::Prediction> = sw.predictions.iter().collect();
+    preds.sort_by_key(|p| p.users);
+    let mut stretch: Vec<String> = Vec::new();
+    let flush = |s: &mut String, stretch: &mut Vec<String>| {
+        if stretch.len() > 1 {
+            s.push_str(&format!(
+                "<polyline class=\"model\" points=\"{}\"/>\n",
+                stretch.join(" ")
+            ));
+        }
+        stretch.clear();
+    };
+    for p in &preds {
+        match p.drain_time_s.filter(|t| p.drains && t.is_finite()) {
+            Some(t) => {
+                stretch.push(format!("{:.1},{:.1}", x(f64::from(p.users)), y(t)));
+                s.push_str(&format!(
+                    "<circle class=\"pred\" cx=\"{}\" cy=\"{}\" r=\"2.5\"><title>model: {} users drain in {:.1} s</title></circle>\n",
+                    n(x(f64::from(p.users))),
+                    n(y(t)),
+                    p.users,
+                    t
+                ));
+            }
+            None => {
+                flush(&mut s, &mut stretch);
+                s.push_str(&format!(
+                    "<circle class=\"pred\" cx=\"{}\" cy=\"{}\" r=\"4\"><title>model: {} users do not drain</title></circle>\n",
+                    n(x(f64::from(p.users))),
+                    n(row),
+                    p.users
+                ));
+            }
+        }
+    }
+    flush(&mut s, &mut stretch);
+    // The lab.
+    for m in &sw.measured {
+        let xx = x(f64::from(m.users));
+        match m.measured {
+            Some(me) if me.drained => {
+                let t = me.drain_time_s.unwrap_or_default();
+                s.push_str(&format!(
+                    "<circle class=\"meas\" cx=\"{}\" cy=\"{}\" r=\"3.5\"><title>{}: {} users drained in {:.1} s</title></circle>\n",
+                    n(xx),
+                    n(y(t)),
+                    esc(&m.arm),
+                    m.users,
+                    t
+                ));
+            }
+            Some(_) => s.push_str(&format!(
+                "<path class=\"nodrain\" d=\"M{} {}L{} {}M{} {}L{} {}\"><title>{}: {} users did not drain</title></path>\n",
+                n(xx - 4.0),
+                n(row - 4.0),
+                n(xx + 4.0),
+                n(row + 4.0),
+                n(xx - 4.0),
+                n(row + 4.0),
+                n(xx + 4.0),
+                n(row - 4.0),
+                esc(&m.arm),
+                m.users
+            )),
+            None => s.push_str(&format!(
+                "<text class=\"unmeasured\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">?<title>{}: {} users, not measured</title></text>\n",
+                n(xx),
+                n(row + 3.5),
+                esc(&m.arm),
+                m.users
+            )),
+        }
+    }
+    s.push_str(
+        "</svg>\n<div class=\"mlegend\"><i style=\"background:#1c5fb8\"></i>measured: drained \
+         <i style=\"background:#c92a2a\"></i>measured: did not drain (×, top row) \
+         <i style=\"background:#e8590c\"></i>model (hollow circle in the top row: does not drain) \
+         <i style=\"background:#888\"></i>horizon H; ? not measured</div></figure>\n",
+    );
+    s
+}
+
 /// The stretches of `points` (finite ones only) without a gap in between: a step of more than
 /// 2.5 intervals (more than one sample missing; a late sample followed by an early one is
 /// not a gap).
@@ -600,5 +775,18 @@ mod tests {
         assert_eq!(label(0.25, 0.05), "0.25");
         assert_eq!(label(12345.0, 1000.0), "12k");
         assert_eq!(label(f64::NAN, 1.0), "—");
+    }
+
+    #[test]
+    fn sweep_plot_svg() {
+        let run = crate::results::sweep::tests::sweep_run();
+        let svg = sweep_plot(&run.sweeps[0]);
+        insta::assert_snapshot!(svg);
+        // One measured point drained, one cross for the size that did not drain, a `?` for
+        // the one not measured, a model line through the two sizes it drains.
+        assert_eq!(svg.matches("class=\"meas\"").count(), 1);
+        assert_eq!(svg.matches("class=\"nodrain\"").count(), 1);
+        assert_eq!(svg.matches("class=\"unmeasured\"").count(), 1);
+        assert_eq!(svg.matches("<polyline class=\"model\"").count(), 1);
     }
 }

@@ -21,6 +21,7 @@ pub mod proof;
 pub mod record;
 pub mod sampler;
 pub mod steps;
+pub mod sweep;
 pub mod trace;
 pub mod workload;
 
@@ -29,7 +30,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
-use crate::case::{arm_outcome, Arm, Case, CheckResult, EvidenceItem, EvidenceSource, FaultProof, Verdict};
+use crate::case::{
+    arm_outcome, measured_outcome, Arm, Case, CheckResult, EvidenceItem, EvidenceSource, FaultProof, Verdict,
+};
 use crate::disks::DiskSpec;
 use crate::images::{self, Image};
 use crate::lab::{GuestSpec, Lab, LabSpec};
@@ -339,10 +342,20 @@ pub async fn run_arm(
         .faults_of(arm)
         .map(|f| proof::fault_proof(f, fault_runs.iter().find(|r| r.name == f.name), &segment.name))
         .collect();
-    let outcome = arm_outcome(&arm.expect, &counted, &proofs);
+    // A size of a sweep is a measurement: its verdict is recorded, not judged.
+    let outcome = match &arm.sweep {
+        Some(_) => measured_outcome(&counted, &proofs),
+        None => arm_outcome(&arm.expect, &counted, &proofs),
+    };
     record.verdict = outcome.verdict;
     record.met = outcome.met;
     record.explanation = outcome.explanation;
+    record.sweep = sweep::point(case, arm, &observed.steps);
+    if let Some(why) = record.sweep.as_ref().and_then(|p| p.problem.as_ref()) {
+        record.met = false;
+        let sentence = record.explanation.trim_end_matches('.');
+        record.explanation = format!("{sentence}; the size was not measured ({why}).");
+    }
     record.checks = results
         .iter()
         .map(|r| CheckRecord {
@@ -449,8 +462,11 @@ pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
         arm: arm.name.clone(),
         summary: case.summary.clone(),
         expected: arm.expect.verdict(),
+        // A sweep size is not judged: no check of it is expected to fail.
         failing_checks: match &arm.expect {
-            crate::case::ArmExpectation::Fail { failing_checks } => failing_checks.clone(),
+            crate::case::ArmExpectation::Fail { failing_checks } if arm.sweep.is_none() => {
+                failing_checks.clone()
+            }
             _ => Vec::new(),
         },
         verdict: Verdict::Error,
@@ -473,6 +489,7 @@ pub fn unfinished(case: &Case, arm: &Arm, rerun: String) -> ArmRecord {
         metrics: None,
         healthy_arm: case.healthy_arm.clone(),
         warnings: None,
+        sweep: sweep::unmeasured(arm, "the arm did not finish"),
     }
 }
 

@@ -2,8 +2,10 @@
 //! versions and re-run commands, `run.json` rewritten after every arm, and the runner that
 //! takes the arms one after another. Shared by `faultline run` and the `cases` test binary.
 //!
-//! - `select.rs` — case files from names and folders, `--arm` and `--partition K/N`.
-//! - `run_dir.rs` — the run folder (`RunDir`), the versions that ran, re-run commands.
+//! - `select.rs` — case files from names and folders, `--arm` and `--partition K/N` (a sweep's
+//!   sizes answer to their own names and to the swept arm's).
+//! - `run_dir.rs` — the run folder (`RunDir`, with the sweeps made again after every arm), the
+//!   versions that ran, re-run commands.
 //! - `runner.rs` — `Runner`: arms into one run folder, one at a time or several at once
 //!   (each on a thread of its own with its own lab), interrupted by a signal or not, counted
 //!   for the exit code; a kept lab served to `faultline shell`.
@@ -30,4 +32,4 @@ pub use runner::{
     decide_accel, runtime, serve_kept, start_order, stop_signal, vms_required, vms_required_here, ArmSlot,
     Interrupted, Runner, Stopped, Turn,
 };
-pub use select::{case_files, load_cases, select, Partition, CASES_DIR};
+pub use select::{arm_matches, case_files, load_cases, select, Partition, CASES_DIR};

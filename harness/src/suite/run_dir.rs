@@ -85,6 +85,9 @@ pub fn versions(images: &[&Image], accel: Accel) -> BTreeMap<String, String> {
 pub struct RunDir {
     pub dir: PathBuf,
     pub record: RunRecord,
+    /// The cases whose sweeps this run runs (`run --sweep`): their `sweeps` entries are made
+    /// again from the arms after every arm.
+    pub sweep_cases: Vec<Case>,
 }
 
 impl RunDir {
@@ -107,8 +110,13 @@ impl RunDir {
             merged: None,
             images: Vec::new(),
             variants: None,
+            sweeps: Vec::new(),
         };
-        let rd = RunDir { dir, record };
+        let rd = RunDir {
+            dir,
+            record,
+            sweep_cases: Vec::new(),
+        };
         rd.record.write(&rd.dir)?;
         Ok(rd)
     }
@@ -119,7 +127,7 @@ impl RunDir {
             .arms
             .retain(|a| !(a.case == arm.case && a.arm == arm.arm));
         self.record.arms.push(arm);
-        self.record.variants = results::variants::table(&self.record.arms);
+        self.tables();
         self.record.write(&self.dir)
     }
 
@@ -133,8 +141,14 @@ impl RunDir {
                 .map_or((0, 0), |p| (1, p))
         };
         self.record.arms.sort_by_key(rank);
-        self.record.variants = results::variants::table(&self.record.arms);
+        self.tables();
         self.record.write(&self.dir)
+    }
+
+    /// The run's tables made from its arms: image variants, sweeps.
+    fn tables(&mut self) {
+        self.record.variants = results::variants::table(&self.record.arms);
+        self.record.sweeps = results::sweep::records(&self.sweep_cases, &self.record.arms);
     }
 }
 
@@ -181,5 +195,37 @@ mod tests {
         let on_disk = RunRecord::load(&rd.dir).unwrap();
         let arms: Vec<&str> = on_disk.arms.iter().map(|a| a.arm.as_str()).collect();
         assert_eq!(arms, ["baseline", "broken"]);
+    }
+
+    #[test]
+    fn the_sweeps_are_made_again_after_every_arm_and_absent_without_one() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/case/testdata/sweep-storm.toml");
+        let case = crate::case::load(&file).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut rd = RunDir::create(dir.path(), "t-", Accel::Tcg, "x".into()).unwrap();
+        rd.sweep_cases = vec![case.clone()];
+        let arms = crate::results::sweep::tests::sized_arms(&case);
+        rd.add(arms[2].clone()).unwrap();
+        let on_disk = RunRecord::load(&rd.dir).unwrap();
+        assert_eq!(on_disk.sweeps.len(), 1);
+        assert_eq!(on_disk.sweeps[0].measured.len(), 1, "partial results are written");
+        rd.add(arms[0].clone()).unwrap();
+        rd.order_by(&[("sweep-storm", "storm@x1"), ("sweep-storm", "storm@x3.5")])
+            .unwrap();
+        let on_disk = RunRecord::load(&rd.dir).unwrap();
+        let sizes: Vec<&str> = on_disk.sweeps[0]
+            .measured
+            .iter()
+            .map(|s| s.arm.as_str())
+            .collect();
+        assert_eq!(sizes, ["storm@x1", "storm@x3.5"]);
+        let page = std::fs::read_to_string(rd.dir.join("report.html")).unwrap();
+        assert!(page.contains("Sweep: sweep-storm::storm"));
+
+        // A run that sweeps nothing writes no `sweeps`.
+        let mut plain = RunDir::create(dir.path(), "t-", Accel::Tcg, "x".into()).unwrap();
+        plain.add(arms[0].clone()).unwrap();
+        let json = std::fs::read_to_string(plain.dir.join("run.json")).unwrap();
+        assert!(!json.contains("\"sweeps\""), "{json}");
     }
 }

@@ -142,7 +142,10 @@ impl ArmSlot {
             keep,
             ..self.env.clone()
         };
-        let rerun = rerun_command(case, Some(&arm.name), env.accel) + &variant.rerun_args();
+        let mut rerun = rerun_command(case, Some(&arm.name), env.accel) + &variant.rerun_args();
+        if arm.sweep.is_some() {
+            rerun.push_str(" --sweep");
+        }
         let label = variant.label.as_deref();
         tokio::select! {
             r = run::run_arm(&env, case, arm, label, images, &self.dir, rerun.clone(), say) => Ok(r),

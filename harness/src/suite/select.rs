@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::case::{self, Case, CaseError};
+use crate::case::{self, Arm, Case, CaseError};
 
 /// Where case files live in the project.
 pub const CASES_DIR: &str = "cases";
@@ -75,14 +75,25 @@ impl std::str::FromStr for Partition {
     }
 }
 
+/// Whether `--arm`'s `want` names `arm`: its name, or for a size of a sweep
+/// (`cascade@x2`) also the case's arm it is a size of (`cascade`: every size).
+pub fn arm_matches(arm: &Arm, want: &str) -> bool {
+    arm.name == want || arm.sweep.as_ref().is_some_and(|s| s.arm == want)
+}
+
 /// The (case index, arm name) pairs to run, in file order: only the arms named in `arm` (a
-/// comma list) if given, then only this partition's share (round robin over the selected arms).
+/// comma list, see [`arm_matches`]) if given, then only this partition's share (round robin
+/// over the selected arms).
 pub fn select(cases: &[Case], arm: Option<&str>, partition: Option<Partition>) -> Vec<(usize, String)> {
     let all: Vec<(usize, String)> = cases
         .iter()
         .enumerate()
-        .flat_map(|(i, c)| c.arms.iter().map(move |a| (i, a.name.clone())))
-        .filter(|(_, a)| arm.is_none_or(|want| want.split(',').any(|w| w == a)))
+        .flat_map(|(i, c)| {
+            c.arms
+                .iter()
+                .filter(|a| arm.is_none_or(|want| want.split(',').any(|w| arm_matches(a, w))))
+                .map(move |a| (i, a.name.clone()))
+        })
         .collect();
     match partition {
         None => all,

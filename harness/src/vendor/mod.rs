@@ -112,6 +112,10 @@ pub fn make(run_dir: &Path, name: &str, out: Option<&Path>) -> Result<Bundle, Ve
         a.rerun = scrub::rerun_relative(&a.rerun);
     }
     own.rerun = scrub::rerun_relative(&own.rerun);
+    // A sweep belongs in the bundle only with one of its sizes.
+    let arms = &own.arms;
+    own.sweeps
+        .retain(|s| s.measured.iter().any(|m| arms.iter().any(|a| a.dir == m.dir)));
     let json = serde_json::to_string_pretty(&own).expect("a run record serializes");
     files.push(("run.json".into(), host.scrub(&json).into_bytes()));
     for (file, bytes) in &files {

@@ -277,6 +277,7 @@ pub(super) fn build(
                 sessions,
                 populations,
             },
+            sweep: None,
         });
     }
 

@@ -1,6 +1,6 @@
 //! From the raw shape to a validated [`Case`], one section of the case file at a time: the lab
-//! (guests, segments, disks), steps, faults, evidence, checks, measures, arms. Each section
-//! refers only to those before it.
+//! (guests, segments, disks), steps, faults, evidence, checks, measures, arms, the sweep. Each
+//! section refers only to those before it.
 //!
 //! Every meaning error is collected with its offset; the one that comes first in the case's
 //! files (`case::source`) is returned, so the error a user sees does not depend on the order
@@ -25,6 +25,7 @@ mod matches;
 mod measures;
 mod population;
 mod steps;
+mod sweep;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// One guest process per connection: a thousand is already far past what a 1 GiB guest holds.
@@ -292,6 +293,7 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
         }
         h.get_ref().clone()
     });
+    let sweep = raw.sweep.as_ref().map(|s| sweep::build(cx, s, &steps, &arms));
     let guests::Lab {
         guests,
         segments,
@@ -312,6 +314,7 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
         measures,
         arms,
         healthy_arm,
+        sweep,
     }
 }
 

@@ -36,6 +36,7 @@ fn run(id: &str, started: f64, arms: Vec<ArmRecord>, rerun: &str) -> RunRecord {
         merged: None,
         images: Vec::new(),
         variants: None,
+        sweeps: Vec::new(),
     }
 }
 
@@ -243,4 +244,29 @@ fn the_merged_record_round_trips_through_run_json() {
     assert_eq!(serde_json::from_str::<RunRecord>(&json).unwrap(), m);
     let plain = serde_json::to_string(&single()).unwrap();
     assert!(!plain.contains("merged"), "a plain run has no merged section");
+}
+
+#[test]
+fn a_sweep_keeps_the_source_with_the_most_sizes_and_a_run_without_one_has_none() {
+    let m = merge("merged-x", &shards());
+    assert!(m.record.sweeps.is_empty());
+    let json = serde_json::to_string(&m.record).unwrap();
+    assert!(!json.contains("sweeps"), "{json}");
+
+    let whole = crate::results::sweep::tests::sweep_run().sweeps[0].clone();
+    let mut one = whole.clone();
+    one.measured.truncate(1);
+    let with = |id: &str, started: f64, sw: &crate::results::sweep::SweepRecord| Source {
+        name: id.into(),
+        record: RunRecord {
+            sweeps: vec![sw.clone()],
+            ..run(id, started, Vec::new(), "faultline run --sweep --accel tcg")
+        },
+    };
+    // The later run measured fewer sizes: the fuller sweep is kept.
+    let m = merge("merged-x", &[with("a", 1.0, &whole), with("b", 2.0, &one)]);
+    assert_eq!(m.record.sweeps, [whole]);
+    // As many sizes: the later run's.
+    let m = merge("merged-x", &[with("a", 1.0, &one), with("b", 2.0, &one)]);
+    assert_eq!(m.record.sweeps.len(), 1);
 }
