@@ -194,6 +194,14 @@ pub fn build(case: &Case, arms: &[ArmRecord]) -> Option<SweepRecord> {
             },
         ),
         input(
+            "poll",
+            damaged.repeat_after.map_or("—".into(), secs),
+            &match damaged.repeat_after {
+                Some(_) => format!("`{d}` repeat_after: a user that logged in comes back"),
+                None => format!("`{d}` has no repeat_after: a user is done after one login"),
+            },
+        ),
+        input(
             "H",
             secs(damaged.duration),
             &format!("`{d}` duration (no attempt starts after it)"),
@@ -238,6 +246,7 @@ pub fn build(case: &Case, arms: &[ArmRecord]) -> Option<SweepRecord> {
             max_attempts: None,
             arrival_spread_s: damaged.arrivals.as_secs_f64(),
             after_login_s: damaged.hold.unwrap_or_default().as_secs_f64(),
+            repeat_after_s: damaged.repeat_after.map(|r| r.as_secs_f64()),
             abandoned_work: match m.abandoned_work {
                 case::AbandonedWork::Kept => model::AbandonedWork::Kept,
                 case::AbandonedWork::Lost => model::AbandonedWork::Lost,

@@ -35,7 +35,7 @@ pub fn point(case: &Case, arm: &Arm, steps: &BTreeMap<String, StepRecord>) -> Op
     let mut duration = |which: &str, step: Option<&str>| {
         let step = step?;
         let rec = steps.get(step);
-        match rec.map(|r| (&r.outcome, r.duration_s)) {
+        match rec.map(|r| (&r.outcome, session_s(&r.output).or(r.duration_s))) {
             Some((StepOutcome::Ok, Some(d))) if d.is_finite() => Some(d),
             _ => {
                 let why = rec.map_or("it has no record".to_string(), |r| {
@@ -90,6 +90,16 @@ fn whole(rec: &StepRecord) -> Result<(), String> {
             Err(format!("its client did not run whole ({})", snippet(why, 160)))
         }
     }
+}
+
+/// A mail session's whole time at the server, connect to last answer (the client's
+/// `faultline-session` line): the model's service time is a session's, not its last command's.
+fn session_s(output: &str) -> Option<f64> {
+    output
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("faultline-session "))
+        .and_then(|d| d.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -162,6 +172,19 @@ mod tests {
         );
         // An arm of the case's own is no size.
         assert_eq!(point(&c, &c.arms[0], &steps), None);
+    }
+
+    #[test]
+    fn a_mail_sessions_service_time_is_connect_to_last_answer_not_its_last_command() {
+        let c = case();
+        let arm = &c.sweep_arms()[0];
+        let out = "1.0 C: a LOGIN x y\nfaultline-duration 0.120\nfaultline-session 0.480\nfaultline-local-port 4000\n";
+        let steps: BTreeMap<String, StepRecord> = [rec("one-login", StepOutcome::Ok, 5.0, 0.12, out)]
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let p = point(&c, arm, &steps).unwrap();
+        assert_eq!(p.login_s, Some(0.48));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 # fin: shut the socket down for writing (FIN), read what the server still sends until it closes
 # (at most 5 s), then close. rst: SO_LINGER 0, then close (RST). silent: drop every packet
 # this socket would still send (nft, by source port), then close: the server hears nothing more.
-# The last lines are "faultline-duration S" (the last command: sent to answered or stopped) and
+# The last lines are "faultline-duration S" (the last command: sent to answered or stopped),
+# "faultline-session S" (connect to the last answer: the session's whole time at the server) and
 # "faultline-local-port P". Exit 0 when the login and every command answered OK / +OK (a
 # stopped command counts as answered); 1 when some did not; 2 when the session could not run.
 use strict;
@@ -125,6 +126,7 @@ sub mark {
     if ($marks_w) { print $marks_w "$conn $m\n" } else { mark_ready("$ready$m") }
 }
 
+my $connect_at = uptime();
 my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp', Timeout => $timeout)
     or do { out "connect $host:$port: $@"; exit 2 };
 binmode $s;
@@ -137,6 +139,7 @@ my ($last_sent, $last_done) = (0, 0);
 sub finish {
     my ($code) = @_;
     out sprintf("faultline-duration %.3f", ($last_done || uptime()) - $last_sent) if $last_sent;
+    out sprintf("faultline-session %.3f", $last_done - $connect_at) if $last_done;
     out "faultline-local-port $local_port";
     exit $code;
 }
