@@ -109,6 +109,19 @@ impl Group {
         }
     }
 
+    /// SIGKILL the whole group now, without a grace period (what a power cut does to a
+    /// disk's server); reap the leader with [`Group::try_wait`]. Idempotent; once the leader
+    /// is reaped it does nothing (its group id may belong to someone else by then).
+    pub fn kill_now(&self) -> io::Result<()> {
+        if self.reaped.is_some() {
+            return Ok(());
+        }
+        match killpg(self.pgid, Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// SIGTERM the group, wait up to `grace`, then SIGKILL it. Idempotent.
     pub fn terminate(&mut self, grace: Duration) {
         let _ = killpg(self.pgid, Signal::SIGTERM);
@@ -186,6 +199,16 @@ mod tests {
             stat.is_empty() || stat.contains(") Z"),
             "grandchild survived: {stat}"
         );
+    }
+
+    #[test]
+    fn kill_now_kills_at_once() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut g = spawn(Command::new("sh").args(["-c", "trap '' TERM; sleep 30"])).unwrap();
+        g.kill_now().unwrap();
+        let status = g.wait_for(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        g.kill_now().unwrap();
     }
 
     #[test]
