@@ -223,10 +223,12 @@ pub async fn run_arm(
             .disks
             .iter()
             .map(|d| DiskSpec {
-                name: d.name.clone(),
-                guest: d.guest.clone(),
-                size_bytes: d.size_bytes,
-                filters: d.nbdkit_filters.clone(),
+                error_rate: d
+                    .nbdkit_filters
+                    .iter()
+                    .any(|f| f == "error")
+                    .then_some(crate::disks::ErrorRate::EVERY),
+                ..DiskSpec::plain(&d.name, &d.guest, d.size_bytes)
             })
             .collect();
         if let Err(e) = lab.add_disks(&specs).await {
