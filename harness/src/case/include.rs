@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::raw::RawShelf;
 use super::raw::{
     Named, RawArm, RawCase, RawCheck, RawDisk, RawEvidence, RawFault, RawFile, RawGuest, RawMeasure,
     RawSegment, RawStep, RawSweep, Str, S,
@@ -31,6 +32,7 @@ struct Merged {
     guests: Option<Named<RawGuest>>,
     segments: Option<Named<RawSegment>>,
     disks: Named<RawDisk>,
+    shelves: Named<RawShelf>,
     steps: Vec<RawStep>,
     faults: Named<RawFault>,
     evidence: RawEvidence,
@@ -64,6 +66,7 @@ pub(super) fn read(path: &Path, text: &str) -> Result<(Sources, RawCase), PosErr
         guests: m.guests.ok_or_else(|| missing("guests"))?,
         segments: m.segments,
         disks: m.disks,
+        shelves: m.shelves,
         steps: m.steps,
         faults: m.faults,
         evidence: m.evidence,
@@ -128,6 +131,7 @@ fn merge_file(
     join_some(sources, &mut m.guests, raw.guests, "guest")?;
     join_some(sources, &mut m.segments, raw.segments, "segment")?;
     join(sources, &mut m.disks, raw.disks, "disk")?;
+    join(sources, &mut m.shelves, raw.shelves, "shelf")?;
     m.steps.extend(raw.steps);
     join(sources, &mut m.faults, raw.faults, "fault")?;
     m.evidence.before.extend(raw.evidence.before);

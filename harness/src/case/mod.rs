@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::disks::{ErrorRate, WriteCache};
 use crate::span::PosError;
 use crate::wire::rules::{Action, Match, Rule};
 
@@ -93,6 +94,9 @@ pub struct Case {
     pub guests: Vec<Guest>,
     pub segments: Vec<Segment>,
     pub disks: Vec<Disk>,
+    /// Sets of disks behind one controller: a shelf fault acts on all of them at once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shelves: Vec<Shelf>,
     pub steps: Vec<Step>,
     pub faults: Vec<Fault>,
     pub evidence: EvidencePlan,
@@ -117,6 +121,27 @@ impl Case {
 
     pub fn segment(&self, name: &str) -> Option<&Segment> {
         self.segments.iter().find(|s| s.name == name)
+    }
+
+    pub fn disk(&self, name: &str) -> Option<&Disk> {
+        self.disks.iter().find(|d| d.name == name)
+    }
+
+    pub fn shelf(&self, name: &str) -> Option<&Shelf> {
+        self.shelves.iter().find(|s| s.name == name)
+    }
+
+    /// The disks a disk fault acts on: its disk, or every disk of its shelf in the shelf's
+    /// order. Empty for other faults.
+    pub fn fault_disks(&self, kind: &FaultKind) -> Vec<&Disk> {
+        match kind.disk_target() {
+            Some(DiskTarget::Disk(d)) => self.disk(d).into_iter().collect(),
+            Some(DiskTarget::Shelf(s)) => self
+                .shelf(s)
+                .map(|s| s.disks.iter().filter_map(|d| self.disk(d)).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
     }
 
     pub fn step(&self, name: &str) -> Option<&Step> {
@@ -212,13 +237,41 @@ pub struct Segment {
     pub guests: Vec<String>,
 }
 
-/// An extra disk for a guest, served by nbdkit through the listed filters.
+/// An extra disk for a guest, served by nbdkit through the listed filters (and those the
+/// faults acting on it need).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Disk {
     pub name: String,
     pub guest: String,
     pub size_bytes: u64,
     pub nbdkit_filters: Vec<String>,
+    /// Its own or its shelf's.
+    #[serde(skip_serializing_if = "WriteCache::is_none")]
+    pub write_cache: WriteCache,
+}
+
+/// A set of disks behind one controller (`[shelves.NAME]`), all on one guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shelf {
+    pub name: String,
+    pub disks: Vec<String>,
+}
+
+/// What a disk fault acts on: one disk, or every disk of a shelf at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskTarget {
+    Disk(String),
+    Shelf(String),
+}
+
+impl std::fmt::Display for DiskTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiskTarget::Disk(d) => write!(f, "disk {d}"),
+            DiskTarget::Shelf(s) => write!(f, "shelf {s}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -443,8 +496,36 @@ pub enum FaultKind {
         unit: Option<String>,
         action: ServiceAction,
     },
-    /// Every I/O to the disk fails while the fault is on (nbdkit's `error` filter).
-    DiskError { disk: String },
+    /// I/O to the disk (or every disk of the shelf) fails while the fault is on (nbdkit's
+    /// `error` filter): every request, or `rate` of them.
+    DiskError {
+        #[serde(flatten)]
+        on: DiskTarget,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rate: Option<ErrorRate>,
+    },
+    /// Reads and writes are slowed (nbdkit's `delay` filter), from the disk's start.
+    DiskDelay {
+        #[serde(flatten)]
+        on: DiskTarget,
+        #[serde(serialize_with = "duration::serialize_opt")]
+        read: Option<Duration>,
+        #[serde(serialize_with = "duration::serialize_opt")]
+        write: Option<Duration>,
+    },
+    /// Requests hang until the fault ends (nbdkit's `pause` filter): a stalled controller.
+    DiskPause {
+        #[serde(flatten)]
+        on: DiskTarget,
+    },
+    /// nbdkit is killed; when the fault ends it serves the disk again from what was
+    /// persisted. QEMU holds requests `hold` (whole seconds) before failing them.
+    PowerCut {
+        #[serde(flatten)]
+        on: DiskTarget,
+        #[serde(serialize_with = "duration::serialize")]
+        hold: Duration,
+    },
 }
 
 impl FaultKind {
@@ -454,7 +535,22 @@ impl FaultKind {
             FaultKind::GuestNft { guest, .. }
             | FaultKind::GuestExec { guest, .. }
             | FaultKind::Service { guest, .. } => Some(guest),
-            FaultKind::Wire { .. } | FaultKind::DiskError { .. } => None,
+            FaultKind::Wire { .. }
+            | FaultKind::DiskError { .. }
+            | FaultKind::DiskDelay { .. }
+            | FaultKind::DiskPause { .. }
+            | FaultKind::PowerCut { .. } => None,
+        }
+    }
+
+    /// The disk or shelf a disk fault acts on.
+    pub fn disk_target(&self) -> Option<&DiskTarget> {
+        match self {
+            FaultKind::DiskError { on, .. }
+            | FaultKind::DiskDelay { on, .. }
+            | FaultKind::DiskPause { on }
+            | FaultKind::PowerCut { on, .. } => Some(on),
+            _ => None,
         }
     }
 

@@ -57,6 +57,8 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub disks: Named<RawDisk>,
     #[serde(default)]
+    pub shelves: Named<RawShelf>,
+    #[serde(default)]
     pub steps: Vec<RawStep>,
     #[serde(default)]
     pub faults: Named<RawFault>,
@@ -79,6 +81,7 @@ pub(super) struct RawCase {
     pub guests: Named<RawGuest>,
     pub segments: Option<Named<RawSegment>>,
     pub disks: Named<RawDisk>,
+    pub shelves: Named<RawShelf>,
     pub steps: Vec<RawStep>,
     pub faults: Named<RawFault>,
     pub evidence: RawEvidence,
@@ -108,6 +111,14 @@ pub(super) struct RawDisk {
     pub size: Str,
     #[serde(default)]
     pub nbdkit_filters: Vec<Str>,
+    pub write_cache: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShelf {
+    pub disks: S<Vec<Str>>,
+    pub write_cache: Option<Str>,
 }
 
 // ---- steps ---------------------------------------------------------------------------------
@@ -357,6 +368,9 @@ pub(super) struct RawFault {
     pub guest_exec: Option<S<RawGuestExec>>,
     pub service: Option<S<RawService>>,
     pub disk_error: Option<S<RawDiskError>>,
+    pub disk_delay: Option<S<RawDiskDelay>>,
+    pub disk_pause: Option<S<RawDiskPause>>,
+    pub power_cut: Option<S<RawPowerCut>>,
 }
 
 #[derive(Deserialize)]
@@ -437,10 +451,38 @@ pub(super) struct RawService {
     pub action: Str,
 }
 
+// Disk faults act on one `disk` or on every disk of a `shelf`.
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDiskError {
-    pub disk: Str,
+    pub disk: Option<Str>,
+    pub shelf: Option<Str>,
+    pub rate: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiskDelay {
+    pub disk: Option<Str>,
+    pub shelf: Option<Str>,
+    pub read: Option<Str>,
+    pub write: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiskPause {
+    pub disk: Option<Str>,
+    pub shelf: Option<Str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPowerCut {
+    pub disk: Option<Str>,
+    pub shelf: Option<Str>,
+    pub hold: Option<Str>,
 }
 
 // ---- evidence ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::case::{End, Fault, FaultKind, ServiceAction, Trigger};
+use crate::case::{DiskTarget, End, Fault, FaultKind, ServiceAction, Trigger};
 use crate::results::EventKind;
 use crate::run::context::{watch_log, Ctx, State, GUEST_DIR};
 use crate::run::record::{snippet, FaultRun, WireRun};
@@ -202,7 +202,10 @@ pub(crate) async fn start(ctx: &Ctx<'_>, f: &Fault, why: Option<String>) -> Faul
                 exec_said(ctx, guest, &script, limit).await
             }
         }
-        FaultKind::DiskError { disk } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
+        FaultKind::DiskError {
+            on: DiskTarget::Disk(disk),
+            rate: None,
+        } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
             None => (false, format!("disk {disk} is not in the lab")),
             Some(d) => {
                 run.disk_base = failed_requests(ctx, d).await;
@@ -218,6 +221,13 @@ pub(crate) async fn start(ctx: &Ctx<'_>, f: &Fault, why: Option<String>) -> Faul
                 }
             }
         },
+        FaultKind::DiskError { .. }
+        | FaultKind::DiskDelay { .. }
+        | FaultKind::DiskPause { .. }
+        | FaultKind::PowerCut { .. } => (
+            false,
+            "the runner does not drive shelves, error rates, delays, pauses or power cuts yet".to_string(),
+        ),
     };
     run.started_ok = ok;
     let mut sentence = String::new();
@@ -273,7 +283,10 @@ async fn heal(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
                 .await
                 .1
         }
-        FaultKind::DiskError { disk } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
+        FaultKind::DiskError {
+            on: DiskTarget::Disk(disk),
+            ..
+        } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
             None => "nothing to heal".to_string(),
             Some(d) => {
                 let said = match d.set_failing(false) {
@@ -306,7 +319,11 @@ async fn failed_requests(ctx: &Ctx<'_>, d: &crate::disks::Disk) -> Option<u64> {
 /// What a fault's own counters say it did (nft rules' packets, a disk's failed requests),
 /// read once: when it is healed, or after the workload for one that stays on.
 pub(crate) async fn counters(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
-    if let FaultKind::DiskError { disk } = &f.kind {
+    if let FaultKind::DiskError {
+        on: DiskTarget::Disk(disk),
+        ..
+    } = &f.kind
+    {
         if run.disk_failed.is_some() || !run.started_ok {
             return;
         }

@@ -57,7 +57,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::case::{End, ServiceAction, Trigger};
+    use crate::case::{DiskTarget, End, ServiceAction, Trigger};
     use crate::run::record::WireRun;
     use crate::wire::rules::{Action, Match, RuleId, RuleStats};
 
@@ -97,7 +97,13 @@ mod tests {
     }
 
     fn disk() -> Fault {
-        fault("shelf-error", FaultKind::DiskError { disk: "shelf".into() })
+        fault(
+            "shelf-error",
+            FaultKind::DiskError {
+                on: DiskTarget::Disk("shelf".into()),
+                rate: None,
+            },
+        )
     }
 
     fn service() -> Fault {

@@ -29,6 +29,7 @@ pub(super) fn build(
             faults.names.refer(cx, f);
         }
         no_repeats(cx, &a.faults, "fault");
+        disk_settings_agree(cx, a.faults.as_slice(), faults, lab);
         let expect = match (a.expect.get_ref().as_str(), &a.failing_checks) {
             ("fail", None) => {
                 cx.at(
@@ -287,4 +288,20 @@ pub(super) fn build(
 /// Prose from a case file (possibly a multi-line string) as one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// An arm's disk faults that set what is fixed for a disk's life (an error rate, a delay, a
+/// hold) agree on each disk: an error at the later fault of a pair that does not.
+fn disk_settings_agree(cx: &mut Cx, names: &[crate::case::raw::Str], faults: &Faults, lab: &Lab) {
+    let find = |n: &str| faults.list.iter().find(|f| f.name == n);
+    for (i, later) in names.iter().enumerate() {
+        let Some(b) = find(later.get_ref()) else { continue };
+        let clash = names[..i]
+            .iter()
+            .filter_map(|n| find(n.get_ref()))
+            .find_map(|a| super::faults::disk_conflict(lab, a, b));
+        if let Some(why) = clash {
+            cx.at(later, why);
+        }
+    }
 }

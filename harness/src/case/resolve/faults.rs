@@ -1,5 +1,6 @@
 //! `[faults.*]`: what each fault does (a wire rule, an nft ruleset, a command, a systemd
-//! action, a failing disk), when it starts and when it ends.
+//! action, a disk or shelf that fails, slows, stalls or loses power), when it starts and when
+//! it ends.
 
 use std::time::Duration;
 
@@ -8,7 +9,8 @@ use super::matches::{frame_match, on_segment};
 use super::steps::Steps;
 use super::{Cx, Names, DEFAULT_TIMEOUT};
 use crate::case::raw::{Named, RawEnd, RawFault, RawStart, RawWire, Str, S};
-use crate::case::{End, Fault, FaultKind, ServiceAction, Trigger};
+use crate::case::{DiskTarget, End, Fault, FaultKind, ServiceAction, Trigger};
+use crate::disks::ErrorRate;
 use crate::wire::rules::Action;
 
 /// The faults of a case, and their names for references.
@@ -42,7 +44,7 @@ pub(super) fn build(cx: &mut Cx, raw: &Named<RawFault>, lab: &Lab, steps: &Steps
                 }
             }
         }
-        let kind = build_fault_kind(cx, name, f, &end, lab);
+        let kind = build_fault_kind(cx, name, f, &start, &end, lab);
         faults.push(Fault {
             name: name.get_ref().clone(),
             kind,
@@ -149,7 +151,14 @@ fn build_end(cx: &mut Cx, end: Option<&S<RawEnd>>, steps: &Names) -> End {
     }
 }
 
-fn build_fault_kind(cx: &mut Cx, name: &Str, f: &RawFault, end: &End, lab: &Lab) -> FaultKind {
+fn build_fault_kind(
+    cx: &mut Cx,
+    name: &Str,
+    f: &RawFault,
+    start: &Trigger,
+    end: &End,
+    lab: &Lab,
+) -> FaultKind {
     let what = format!("fault `{}`", name.get_ref());
     let which = cx.one_of(
         name.span(),
@@ -160,6 +169,9 @@ fn build_fault_kind(cx: &mut Cx, name: &Str, f: &RawFault, end: &End, lab: &Lab)
             ("guest_exec", f.guest_exec.as_ref().map(|v| v.span())),
             ("service", f.service.as_ref().map(|v| v.span())),
             ("disk_error", f.disk_error.as_ref().map(|v| v.span())),
+            ("disk_delay", f.disk_delay.as_ref().map(|v| v.span())),
+            ("disk_pause", f.disk_pause.as_ref().map(|v| v.span())),
+            ("power_cut", f.power_cut.as_ref().map(|v| v.span())),
         ],
     );
     // The span of the `end` value (for errors about the end as a whole) and of a heal_step.
@@ -292,31 +304,164 @@ fn build_fault_kind(cx: &mut Cx, name: &Str, f: &RawFault, end: &End, lab: &Lab)
                 action,
             }
         }
-        Some(_) => {
+        Some("disk_error") => {
             harness_heals(cx, "disk_error");
-            let d = f.disk_error.as_ref().expect("given").get_ref();
-            if lab.disk_names.refer(cx, &d.disk) {
-                let disk = lab
-                    .disks
-                    .iter()
-                    .find(|x| x.name == *d.disk.get_ref())
-                    .expect("known disk");
-                if !disk.nbdkit_filters.iter().any(|f| f == "error") {
-                    cx.at(
-                        &d.disk,
-                        format!(
-                            "disk `{}` has no `error` filter: add \"error\" to its nbdkit_filters",
-                            d.disk.get_ref()
-                        ),
-                    );
+            let d = f.disk_error.as_ref().expect("given");
+            let on = disk_target(cx, lab, d, &d.get_ref().disk, &d.get_ref().shelf, "disk_error");
+            let rate = d
+                .get_ref()
+                .rate
+                .as_ref()
+                .and_then(|r| ErrorRate::parse(r.get_ref()).map_err(|m| cx.at(r, m)).ok());
+            FaultKind::DiskError { on, rate }
+        }
+        Some("disk_delay") => {
+            let d = f.disk_delay.as_ref().expect("given");
+            let on = disk_target(cx, lab, d, &d.get_ref().disk, &d.get_ref().shelf, "disk_delay");
+            let (r, w) = (&d.get_ref().read, &d.get_ref().write);
+            if r.is_none() && w.is_none() {
+                cx.at(
+                    d,
+                    "a disk_delay needs `read`, `write` or both (e.g. read = \"200ms\")",
+                );
+            }
+            let read = r.as_ref().map(|r| cx.positive(Some(r), Duration::ZERO));
+            let write = w.as_ref().map(|w| cx.positive(Some(w), Duration::ZERO));
+            // nbdkit's delay filter is set when the disk's nbdkit starts (1.32 has no run-time
+            // switch for it): the fault is the disk's from its start, and restarts nothing.
+            const FIXED: &str = "nbdkit's delay filter is fixed when the disk is served, so a disk_delay is in place from the start of the workload to its end";
+            if *start
+                != (Trigger::At {
+                    offset: Duration::ZERO,
+                })
+            {
+                cx.at(&f.start, format!("{FIXED}: start it with at = \"0s\""));
+            }
+            if let Some(e) = &f.end {
+                if *end != End::Never {
+                    cx.at(e, format!("{FIXED}: it takes no end"));
                 }
             }
-            FaultKind::DiskError {
-                disk: d.disk.get_ref().clone(),
-            }
+            FaultKind::DiskDelay { on, read, write }
         }
-        None => FaultKind::DiskError { disk: String::new() },
+        Some("disk_pause") => {
+            harness_heals(cx, "disk_pause");
+            let d = f.disk_pause.as_ref().expect("given");
+            let on = disk_target(cx, lab, d, &d.get_ref().disk, &d.get_ref().shelf, "disk_pause");
+            if *end == End::Never && heal_step.is_none() {
+                cx.err(
+                    end_span.clone().unwrap_or_else(|| name.span()),
+                    format!("{what} stalls its disks until the harness ends it: give it end.duration or end.until_step (the requests it holds complete, and prove it, only then)"),
+                );
+            }
+            FaultKind::DiskPause { on }
+        }
+        Some(_) => {
+            harness_heals(cx, "power_cut");
+            let p = f.power_cut.as_ref().expect("given");
+            let on = disk_target(cx, lab, p, &p.get_ref().disk, &p.get_ref().shelf, "power_cut");
+            let hold = match &p.get_ref().hold {
+                None => Duration::ZERO,
+                Some(h) => match cx.duration(h) {
+                    Some(d) if d.subsec_millis() != 0 || d > Duration::from_secs(3600) => {
+                        cx.at(
+                            h,
+                            format!(
+                                "hold {:?} is QEMU's reconnect-delay, whole seconds from 0s to 1h",
+                                h.get_ref()
+                            ),
+                        );
+                        Duration::ZERO
+                    }
+                    Some(d) => d,
+                    None => Duration::ZERO,
+                },
+            };
+            FaultKind::PowerCut { on, hold }
+        }
+        None => FaultKind::DiskError {
+            on: DiskTarget::Disk(String::new()),
+            rate: None,
+        },
     }
+}
+
+/// The `disk` or `shelf` a disk fault names (exactly one, and it exists).
+fn disk_target<T>(
+    cx: &mut Cx,
+    lab: &Lab,
+    table: &S<T>,
+    disk: &Option<Str>,
+    shelf: &Option<Str>,
+    kind: &str,
+) -> DiskTarget {
+    let which = cx.one_of(
+        table.span(),
+        &format!("`{kind}`"),
+        &[
+            ("disk", disk.as_ref().map(|v| v.span())),
+            ("shelf", shelf.as_ref().map(|v| v.span())),
+        ],
+    );
+    match (which, disk, shelf) {
+        (Some("disk"), Some(d), _) => {
+            lab.disk_names.refer(cx, d);
+            DiskTarget::Disk(d.get_ref().clone())
+        }
+        (Some(_), _, Some(s)) => {
+            lab.shelf_names.refer(cx, s);
+            DiskTarget::Shelf(s.get_ref().clone())
+        }
+        _ => DiskTarget::Disk(String::new()),
+    }
+}
+
+/// The disks a target acts on (what exists of them).
+fn target_disks<'a>(lab: &'a Lab, on: &DiskTarget) -> Vec<&'a str> {
+    match on {
+        DiskTarget::Disk(d) => lab.disk(d).map(|d| d.name.as_str()).into_iter().collect(),
+        DiskTarget::Shelf(s) => lab
+            .shelf_disks(s)
+            .unwrap_or_default()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    }
+}
+
+/// Why two faults of one arm cannot both act on a disk, if they cannot: what they set is
+/// fixed when the disk's nbdkit starts (the error filter's rate, the delay filter) or when it
+/// is plugged in (QEMU's reconnect-delay), so one arm's faults of a kind agree on a disk.
+pub(super) fn disk_conflict(lab: &Lab, a: &Fault, b: &Fault) -> Option<String> {
+    let (Some(ta), Some(tb)) = (a.kind.disk_target(), b.kind.disk_target()) else {
+        return None;
+    };
+    let on_a = target_disks(lab, ta);
+    let shared = target_disks(lab, tb).into_iter().find(|d| on_a.contains(d))?;
+    let why = match (&a.kind, &b.kind) {
+        (FaultKind::DiskError { rate: ra, .. }, FaultKind::DiskError { rate: rb, .. }) if ra != rb => {
+            let show = |r: &Option<ErrorRate>| r.unwrap_or(ErrorRate::EVERY).to_string();
+            format!(
+                "with different error rates ({} and {}): nbdkit's error-rate is fixed when the disk is served",
+                show(ra),
+                show(rb)
+            )
+        }
+        (FaultKind::DiskDelay { .. }, FaultKind::DiskDelay { .. }) => {
+            "each with a delay: nbdkit's delay filter has one setting, fixed when the disk is served"
+                .to_string()
+        }
+        (FaultKind::PowerCut { hold: ha, .. }, FaultKind::PowerCut { hold: hb, .. }) if ha != hb => format!(
+            "with different holds ({} and {}): QEMU's reconnect-delay is fixed when the disk is plugged in",
+            crate::case::duration::format(*ha),
+            crate::case::duration::format(*hb)
+        ),
+        _ => return None,
+    };
+    Some(format!(
+        "faults `{}` and `{}` both act on disk `{shared}` {why}; put them in different arms",
+        a.name, b.name
+    ))
 }
 
 /// Whether some rule of an nft ruleset counts packets (`counter`, outside `#` comments).

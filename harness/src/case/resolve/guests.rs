@@ -1,20 +1,23 @@
 //! The lab a case describes: `[guests.*]`, `[segments.*]` (one segment `lan` with every guest
-//! when left out) and `[disks.*]`.
+//! when left out), `[disks.*]` and `[shelves.*]` (disks behind one controller).
 
 use std::collections::BTreeMap;
 
 use super::{key_offset, no_repeats, Cx, Names};
-use crate::case::raw::{Named, RawDisk, RawGuest, RawSegment};
-use crate::case::{Disk, Guest, Segment, LAB_GUESTS};
+use crate::case::raw::{Named, RawDisk, RawGuest, RawSegment, RawShelf, Str};
+use crate::case::{Disk, Guest, Segment, Shelf, LAB_GUESTS};
+use crate::disks::WriteCache;
 
 /// The guests, segments and disks of a case, and their names for references.
 pub(super) struct Lab {
     pub guests: Vec<Guest>,
     pub segments: Vec<Segment>,
     pub disks: Vec<Disk>,
+    pub shelves: Vec<Shelf>,
     pub guest_names: Names,
     pub segment_names: Names,
     pub disk_names: Names,
+    pub shelf_names: Names,
 }
 
 impl Lab {
@@ -25,6 +28,18 @@ impl Lab {
             .find(|s| s.name == segment)
             .map(|s| s.guests.clone())
     }
+
+    pub fn disk(&self, name: &str) -> Option<&Disk> {
+        self.disks.iter().find(|d| d.name == name)
+    }
+
+    /// The disks of a shelf, if it exists.
+    pub fn shelf_disks(&self, shelf: &str) -> Option<&[String]> {
+        self.shelves
+            .iter()
+            .find(|s| s.name == shelf)
+            .map(|s| s.disks.as_slice())
+    }
 }
 
 pub(super) fn build(
@@ -32,20 +47,25 @@ pub(super) fn build(
     raw_guests: &Named<RawGuest>,
     raw_segments: Option<&Named<RawSegment>>,
     raw_disks: &Named<RawDisk>,
+    raw_shelves: &Named<RawShelf>,
 ) -> Lab {
     let guests = guests(cx, raw_guests);
     let guest_names = Names::new("guest", guests.iter().map(|g| g.name.clone()));
     let segments = segments(cx, raw_guests, raw_segments, &guests, &guest_names);
     let segment_names = Names::new("segment", segments.iter().map(|s| s.name.clone()));
-    let disks = disks(cx, raw_disks, &guest_names);
+    let mut disks = disks(cx, raw_disks, &guest_names);
     let disk_names = Names::new("disk", disks.iter().map(|d| d.name.clone()));
+    let shelves = shelves(cx, raw_shelves, raw_disks, &mut disks, &disk_names);
+    let shelf_names = Names::new("shelf", shelves.iter().map(|s| s.name.clone()));
     Lab {
         guests,
         segments,
         disks,
+        shelves,
         guest_names,
         segment_names,
         disk_names,
+        shelf_names,
     }
 }
 
@@ -186,7 +206,106 @@ fn disks(cx: &mut Cx, raw: &Named<RawDisk>, guest_names: &Names) -> Vec<Disk> {
             guest: d.guest.get_ref().clone(),
             size_bytes,
             nbdkit_filters: d.nbdkit_filters.iter().map(|f| f.get_ref().clone()).collect(),
+            write_cache: d
+                .write_cache
+                .as_ref()
+                .map(|w| write_cache(cx, w))
+                .unwrap_or_default(),
         });
     }
     disks
+}
+
+fn write_cache(cx: &mut Cx, s: &Str) -> WriteCache {
+    WriteCache::parse(s.get_ref()).unwrap_or_else(|| {
+        cx.at(
+            s,
+            format!(
+                "write_cache must be \"none\", \"honest\" (flushes reach the disk) or \"lying\" (flushes are acknowledged and persist nothing), not {:?}",
+                s.get_ref()
+            ),
+        );
+        WriteCache::None
+    })
+}
+
+/// `[shelves.*]`: each disk in at most one shelf, a shelf's disks on one guest (a shelf is
+/// cabled to one machine); a shelf's `write_cache` is its disks' (which then set none).
+fn shelves(
+    cx: &mut Cx,
+    raw: &Named<RawShelf>,
+    raw_disks: &Named<RawDisk>,
+    disks: &mut [Disk],
+    disk_names: &Names,
+) -> Vec<Shelf> {
+    let mut shelves: Vec<Shelf> = Vec::new();
+    for (name, s) in &raw.0 {
+        cx.name(name, "shelf");
+        if s.disks.get_ref().is_empty() {
+            cx.at(
+                &s.disks,
+                format!("shelf `{}` needs at least one disk", name.get_ref()),
+            );
+        }
+        no_repeats(cx, s.disks.get_ref(), "disk");
+        let cache = s.write_cache.as_ref().map(|w| (w, write_cache(cx, w)));
+        let mut members: Vec<String> = Vec::new();
+        for d in s.disks.get_ref() {
+            if !disk_names.refer(cx, d) || members.contains(d.get_ref()) {
+                continue;
+            }
+            if let Some(other) = shelves.iter().find(|o| o.disks.contains(d.get_ref())) {
+                cx.at(
+                    d,
+                    format!(
+                        "disk `{}` is already in shelf `{}`: a disk sits behind one controller",
+                        d.get_ref(),
+                        other.name
+                    ),
+                );
+                continue;
+            }
+            let guest_of = |n: &str| disks.iter().find(|x| x.name == n).map(|x| x.guest.clone());
+            if let (Some(first), Some(here)) = (members.first(), guest_of(d.get_ref())) {
+                let there = guest_of(first).unwrap_or_default();
+                if here != there {
+                    cx.at(
+                        d,
+                        format!(
+                            "disk `{}` is on guest {here}, but shelf `{}`'s disk `{first}` is on {there}: a shelf is cabled to one guest",
+                            d.get_ref(),
+                            name.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            if let Some((w, cache)) = &cache {
+                let own = raw_disks
+                    .0
+                    .iter()
+                    .find(|(n, _)| n.get_ref() == d.get_ref())
+                    .and_then(|(_, r)| r.write_cache.as_ref());
+                if own.is_some() {
+                    cx.at(
+                        *w,
+                        format!(
+                            "disk `{}` of shelf `{}` sets its own write_cache: a shelf's cache is its disks', so set it on the shelf or on each disk",
+                            d.get_ref(),
+                            name.get_ref()
+                        ),
+                    );
+                }
+                if let Some(disk) = disks.iter_mut().find(|x| x.name == *d.get_ref()) {
+                    disk.write_cache = *cache;
+                }
+            }
+            members.push(d.get_ref().clone());
+        }
+        shelves.push(Shelf {
+            name: name.get_ref().clone(),
+            disks: members,
+        });
+    }
+    shelves
 }

@@ -264,7 +264,8 @@ pub(super) fn resolve(sources: &Sources, raw: RawCase) -> Result<Case, PosError>
 
 fn build(cx: &mut Cx, raw: RawCase) -> Case {
     name_and_summary(cx, &raw.name, &raw.summary);
-    let lab = guests::build(cx, &raw.guests, raw.segments.as_ref(), &raw.disks);
+    let lab = guests::build(cx, &raw.guests, raw.segments.as_ref(), &raw.disks, &raw.shelves);
+    let shelves = lab.shelves.clone();
     let steps = steps::build(cx, &raw.steps, &lab.guest_names);
     let faults = faults::build(cx, &raw.faults, &lab, &steps);
     let (mut evidence, evidence_names) = evidence::build(cx, &raw.evidence, &lab.guest_names);
@@ -307,6 +308,7 @@ fn build(cx: &mut Cx, raw: RawCase) -> Case {
         guests,
         segments,
         disks,
+        shelves,
         steps: steps.list,
         faults: faults.list,
         evidence,

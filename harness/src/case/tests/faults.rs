@@ -190,7 +190,7 @@ fn fault_triggers_and_ends() {
     table(&[
         (
             "[faults.f]\nstart = { at = \"1s\" }\n",
-            "t.toml:11:9: fault `f` needs one of wire, guest_nft, guest_exec, service, disk_error",
+            "t.toml:11:9: fault `f` needs one of wire, guest_nft, guest_exec, service, disk_error, disk_delay, disk_pause, power_cut",
         ),
         (
             "[faults.f]\nstart = { after_step = \"nope\" }\nservice = { guest = \"filer\", unit = \"nfs-server.service\", action = \"stop\" }\n",
@@ -321,10 +321,6 @@ fn fault_kinds() {
             "t.toml:13:42: the ruleset has no `counter`: put one in the rule that does the harm (`... counter drop`), since a loaded ruleset proves nothing and only a packet it counted shows the fault fired",
         ),
         (
-            "[disks.shelf]\nguest = \"filer\"\nsize = \"1G\"\n[faults.f]\nstart = { at = \"1s\" }\ndisk_error = { disk = \"shelf\" }\n",
-            "t.toml:16:23: disk `shelf` has no `error` filter: add \"error\" to its nbdkit_filters",
-        ),
-        (
             "[faults.f]\nstart = { at = \"1s\" }\ndisk_error = { disk = \"tray\" }\n",
             "t.toml:13:23: unknown disk `tray` (this case has none)",
         ),
@@ -348,7 +344,8 @@ fn fault_kinds() {
             name: "shelf".into(),
             guest: "filer".into(),
             size_bytes: 512 << 20,
-            nbdkit_filters: vec!["error".into()]
+            nbdkit_filters: vec!["error".into()],
+            write_cache: crate::disks::WriteCache::None,
         }]
     );
 }

@@ -5,6 +5,7 @@ use super::*;
 
 mod arms;
 mod checks;
+mod disks;
 mod faults;
 mod include;
 mod lab;
@@ -235,7 +236,7 @@ fn the_smoke_broken_arm_meets_its_expectation_with_plausible_results() {
 fn shape_errors_name_file_line_and_column() {
     assert_eq!(
         full_err("name = \"t\"\nsummary = \"s\"\n  colour = \"red\"\n"),
-        "t.toml:3:3: unknown field `colour`, expected one of `name`, `summary`, `healthy_arm`, `include`, `guests`, `segments`, `disks`, `steps`, `faults`, `evidence`, `checks`, `measures`, `arms`, `sweep`"
+        "t.toml:3:3: unknown field `colour`, expected one of `name`, `summary`, `healthy_arm`, `include`, `guests`, `segments`, `disks`, `shelves`, `steps`, `faults`, `evidence`, `checks`, `measures`, `arms`, `sweep`"
     );
     table(&[
         (
