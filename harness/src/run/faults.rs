@@ -1,8 +1,9 @@
 //! The faults of an arm (Jepsen's nemesis): each waits for its trigger (`at`, `after_step`,
 //! `on_log` by polling the guest file past its size at the start, `on_frame` by an `Observe`
 //! switch rule), is started, and is ended by the harness (`duration`, `until_step`) or by a
-//! step (`heal_step`). Its own counters — nft packets, a disk's failed requests — are read
-//! when it is healed, or after the workload for one that stays on.
+//! step (`heal_step`). Its own counters — nft packets, a disk's requests — are read when it
+//! is healed, or after the workload for one that stays on. Disk faults are driven by
+//! [`crate::run::disks`].
 //!
 //! Invariants: this module gathers a fault's proof data ([`FaultRun`]) and never decides
 //! whether the fault fired: that is [`crate::run::proof`]'s (pure). A fault the harness ends
@@ -11,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::case::{DiskTarget, End, Fault, FaultKind, ServiceAction, Trigger};
+use crate::case::{End, Fault, FaultKind, ServiceAction, Trigger};
 use crate::results::EventKind;
 use crate::run::context::{watch_log, Ctx, State, GUEST_DIR};
 use crate::run::record::{snippet, FaultRun, WireRun};
@@ -202,32 +203,10 @@ pub(crate) async fn start(ctx: &Ctx<'_>, f: &Fault, why: Option<String>) -> Faul
                 exec_said(ctx, guest, &script, limit).await
             }
         }
-        FaultKind::DiskError {
-            on: DiskTarget::Disk(disk),
-            rate: None,
-        } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
-            None => (false, format!("disk {disk} is not in the lab")),
-            Some(d) => {
-                run.disk_base = failed_requests(ctx, d).await;
-                match d.set_failing(true) {
-                    Ok(()) => (
-                        true,
-                        format!(
-                            "disk {disk} on {} fails every request from now on (nbdkit error filter, EIO)",
-                            d.spec.guest
-                        ),
-                    ),
-                    Err(e) => (false, format!("disk {disk}: could not arm the error filter: {e}")),
-                }
-            }
-        },
         FaultKind::DiskError { .. }
         | FaultKind::DiskDelay { .. }
         | FaultKind::DiskPause { .. }
-        | FaultKind::PowerCut { .. } => (
-            false,
-            "the runner does not drive shelves, error rates, delays, pauses or power cuts yet".to_string(),
-        ),
+        | FaultKind::PowerCut { .. } => crate::run::disks::start(ctx, f, &mut run).await,
     };
     run.started_ok = ok;
     let mut sentence = String::new();
@@ -283,20 +262,10 @@ async fn heal(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
                 .await
                 .1
         }
-        FaultKind::DiskError {
-            on: DiskTarget::Disk(disk),
-            ..
-        } => match ctx.disks.iter().find(|d| &d.spec.name == disk) {
-            None => "nothing to heal".to_string(),
-            Some(d) => {
-                let said = match d.set_failing(false) {
-                    Ok(()) => format!("disk {disk} serves requests again"),
-                    Err(e) => format!("disk {disk}: could not disarm the error filter: {e}"),
-                };
-                counters(ctx, f, run).await;
-                said
-            }
-        },
+        FaultKind::DiskError { .. }
+        | FaultKind::DiskDelay { .. }
+        | FaultKind::DiskPause { .. }
+        | FaultKind::PowerCut { .. } => crate::run::disks::heal(ctx, f, run).await,
         _ => "nothing to heal".to_string(),
     };
     run.ended_s = Some(ctx.history.t());
@@ -306,43 +275,11 @@ async fn heal(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
         .event(EventKind::FaultEnd, &f.name, f.kind.guest(), None, Some(said));
 }
 
-/// QEMU's count of failed requests on the disk's device, if it can tell.
-async fn failed_requests(ctx: &Ctx<'_>, d: &crate::disks::Disk) -> Option<u64> {
-    let stats = ctx
-        .guests
-        .qmp(&d.spec.guest, "query-blockstats", None)
-        .await
-        .ok()?;
-    crate::disks::failed_requests(&stats, &d.spec.device_id())
-}
-
-/// What a fault's own counters say it did (nft rules' packets, a disk's failed requests),
+/// What a fault's own counters say it did (nft rules' packets, a disk's requests),
 /// read once: when it is healed, or after the workload for one that stays on.
 pub(crate) async fn counters(ctx: &Ctx<'_>, f: &Fault, run: &mut FaultRun) {
-    if let FaultKind::DiskError {
-        on: DiskTarget::Disk(disk),
-        ..
-    } = &f.kind
-    {
-        if run.disk_failed.is_some() || !run.started_ok {
-            return;
-        }
-        let Some(d) = ctx.disks.iter().find(|d| &d.spec.name == disk) else {
-            return;
-        };
-        match (run.disk_base, failed_requests(ctx, d).await) {
-            (Some(before), Some(now)) => {
-                let n = now.saturating_sub(before);
-                run.disk_failed = Some(n);
-                run.evidence.push(format!(
-                    "QEMU counted {n} failed request(s) on {}'s disk {disk} while the fault was on (query-blockstats: {before} → {now})",
-                    d.spec.guest
-                ));
-            }
-            _ => run.evidence.push(format!(
-                "QEMU's block statistics for disk {disk} could not be read"
-            )),
-        }
+    if f.kind.disk_target().is_some() {
+        crate::run::disks::counters(ctx, f, run).await;
         return;
     }
     let FaultKind::GuestNft { guest, tables, .. } = &f.kind else {

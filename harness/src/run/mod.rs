@@ -13,6 +13,7 @@
 
 pub mod checks;
 pub(crate) mod context;
+pub mod disks;
 pub mod faults;
 pub mod guests;
 pub mod history;
@@ -219,18 +220,7 @@ pub async fn run_arm(
         }
     };
     if !case.disks.is_empty() {
-        let specs: Vec<DiskSpec> = case
-            .disks
-            .iter()
-            .map(|d| DiskSpec {
-                error_rate: d
-                    .nbdkit_filters
-                    .iter()
-                    .any(|f| f == "error")
-                    .then_some(crate::disks::ErrorRate::EVERY),
-                ..DiskSpec::plain(&d.name, &d.guest, d.size_bytes)
-            })
-            .collect();
+        let specs: Vec<DiskSpec> = disks::specs(case, arm);
         if let Err(e) = lab.add_disks(&specs).await {
             let first = e.to_string().lines().next().unwrap_or_default().to_string();
             let _ = std::fs::write(dir.join("lab-error.txt"), e.to_string());

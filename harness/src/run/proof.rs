@@ -1,11 +1,14 @@
 //! Whether a fault provably fired, judged from what the runner gathered about it
 //! ([`FaultRun`]): the switch's rule count and frame numbers, a guest ruleset's nft counters,
-//! a disk's failed-request delta, whether its start command took effect. Pure: data in, a
-//! [`FaultProof`] out, which [`crate::case::verdict`] combines with the checks.
+//! a disk's failed requests, latencies and held requests, whether its start command took
+//! effect. Pure: data in, a [`FaultProof`] out, which [`crate::case::verdict`] combines with
+//! the checks.
 //!
 //! Invariant: a fault with nothing to show for it did not fire — a wire rule that matched no
-//! frame (or that the switch did not report), a disk fault during which no request failed, a
-//! fault the runner has no record of.
+//! frame (or that the switch did not report), a disk error during which no request failed, a
+//! delay no request waited for, a pause that held no request, a fault the runner has no record
+//! of. A power cut fired when every disk's nbdkit was killed: what it did (a lost cache, an
+//! outage) is there whether or not the guest asked for anything meanwhile.
 
 use crate::case::{Fault, FaultKind, FaultProof};
 use crate::run::record::FaultRun;
@@ -41,8 +44,19 @@ pub fn fault_proof(f: &Fault, run: Option<&FaultRun>, segment: &str) -> FaultPro
         // A loaded ruleset proves nothing: only a packet its counters counted does (every
         // ruleset has one, case::resolve sees to it). Unreadable counters are no proof.
         FaultKind::GuestNft { .. } => run.started_ok && run.nft_packets.is_some_and(|n| n > 0),
-        // Every request fails while it is on, but only a request made then proves it.
+        // Requests fail while it is on, but only a request that failed then proves it.
         FaultKind::DiskError { .. } => run.started_ok && run.disk_failed.is_some_and(|n| n > 0),
+        // Every delayed request waits at least the delay: the mean latency shows it.
+        FaultKind::DiskDelay { read, write, .. } => match (run.started_ok, run.disk_delta) {
+            (true, Some(delta)) => {
+                let (shown, said) = crate::disks::blockstats::delay_shown(&delta, *read, *write);
+                evidence.push(said);
+                shown
+            }
+            _ => false,
+        },
+        // A pause that answered P and held a request until it ended.
+        FaultKind::DiskPause { .. } => run.started_ok && run.disk_held.is_some_and(|n| n > 0),
         _ => run.started_ok,
     };
     FaultProof {
@@ -58,6 +72,7 @@ mod tests {
 
     use super::*;
     use crate::case::{DiskTarget, End, ServiceAction, Trigger};
+    use crate::disks::BlockStats;
     use crate::run::record::WireRun;
     use crate::wire::rules::{Action, Match, RuleId, RuleStats};
 
@@ -272,6 +287,102 @@ mod tests {
         assert_eq!(
             proof(&disk(), Some(&gathered(true, &[on, unreadable]))),
             (false, format!("{on}; {unreadable}"))
+        );
+    }
+
+    #[test]
+    fn a_delay_fired_when_the_requests_it_delays_took_as_long() {
+        let f = fault(
+            "a-slow",
+            FaultKind::DiskDelay {
+                on: DiskTarget::Shelf("a".into()),
+                read: Some(Duration::from_millis(200)),
+                write: None,
+            },
+        );
+        let on = "in place before the first step; shelf a (disks a1, a2) on filer delays reads by 200ms \
+                  (nbdkit delay filter, in place since the disk was served)";
+        let counted = |reads: u64, ms: u64| FaultRun {
+            disk_delta: Some(BlockStats {
+                rd_operations: reads,
+                rd_total_time_ns: reads * ms * 1_000_000,
+                wr_operations: 40,
+                wr_total_time_ns: 40_000_000,
+                ..BlockStats::default()
+            }),
+            ..gathered(true, &[on])
+        };
+        assert_eq!(
+            proof(&f, Some(&counted(12, 230))),
+            (
+                true,
+                format!(
+                    "{on}; QEMU's block statistics: 12 read(s) took 230 ms on average (at least 90 % of the 200 ms delay)"
+                )
+            )
+        );
+        assert_eq!(
+            proof(&f, Some(&counted(12, 3))),
+            (
+                false,
+                format!(
+                    "{on}; QEMU's block statistics: 12 read(s) took 3 ms on average (less than 90 % of the 200 ms delay)"
+                )
+            )
+        );
+        assert_eq!(
+            proof(&f, Some(&counted(0, 0))),
+            (false, format!("{on}; QEMU's block statistics: no read was made"))
+        );
+        let unread = "QEMU's block statistics for shelf a (disks a1, a2) could not be read";
+        assert_eq!(
+            proof(&f, Some(&gathered(true, &[on, unread]))),
+            (false, format!("{on}; {unread}"))
+        );
+    }
+
+    #[test]
+    fn a_pause_fired_when_it_held_a_request() {
+        let f = fault(
+            "b-stall",
+            FaultKind::DiskPause {
+                on: DiskTarget::Disk("b1".into()),
+            },
+        );
+        let on = "started at t=12.0 s as planned; disk b1 on filer stalled: every disk's pause filter answered P, \
+                  and new requests hang (QEMU counts requests that take 1s or more)";
+        let held = |n: Option<u64>, ok: bool| FaultRun {
+            disk_held: n,
+            ..gathered(ok, &[on])
+        };
+        assert!(proof(&f, Some(&held(Some(3), true))).0);
+        assert!(!proof(&f, Some(&held(Some(0), true))).0, "nothing was held");
+        assert!(!proof(&f, Some(&held(None, true))).0, "histograms unread");
+        assert!(
+            !proof(&f, Some(&held(Some(3), false))).0,
+            "the pause did not take"
+        );
+    }
+
+    #[test]
+    fn a_power_cut_fired_when_every_disk_was_killed() {
+        let f = fault(
+            "a-dark",
+            FaultKind::PowerCut {
+                on: DiskTarget::Shelf("a".into()),
+                hold: Duration::ZERO,
+            },
+        );
+        let cut = "started after step x ended at t=3.0 s; shelf a (disks a1, a2) on filer lost power: nbdkit \
+                   SIGKILLed for a1 (pid 10), a2 (pid 11), with whatever its write cache held; requests fail at \
+                   once until it is back (QEMU reconnect-delay 0)";
+        assert_eq!(proof(&f, Some(&gathered(true, &[cut]))), (true, cut.into()));
+        assert!(
+            !proof(
+                &f,
+                Some(&gathered(false, &["shelf a: the power cut did not take"]))
+            )
+            .0
         );
     }
 

@@ -138,6 +138,13 @@ pub struct FaultRun {
     /// more failed while it was on.
     pub disk_base: Option<u64>,
     pub disk_failed: Option<u64>,
+    /// A disk fault: QEMU's counters summed over its disks when it started (`None`: some
+    /// disk's could not be read), and what they counted while it was on, read once.
+    pub disk_before: Option<crate::disks::BlockStats>,
+    pub disk_delta: Option<crate::disks::BlockStats>,
+    /// A disk pause: requests QEMU saw take at least the pause's threshold (its latency
+    /// histograms), read once the pause ended.
+    pub disk_held: Option<u64>,
 }
 
 /// A wire fault's rule on the switch.
