@@ -114,6 +114,10 @@ impl Disk {
             .map_err(|e| format!("sizing {}: {e}", paths.image.display()))?;
         let _ = std::fs::remove_file(&paths.trigger);
         let argv = nbdkit::argv(spec, &paths);
+        // What this arm's disk was served with, for whoever reads the results.
+        let listed = dir.join(format!("{}.nbdkit.argv", spec.name));
+        std::fs::write(&listed, argv.join("\n") + "\n")
+            .map_err(|e| format!("writing {}: {e}", listed.display()))?;
         let group = start(&argv, &paths).await?;
         Ok(Disk {
             spec: spec.clone(),
@@ -325,6 +329,8 @@ mod tests {
                 "resume after the restart",
                 disk.pause(pause::Command::Resume, limit).await,
             );
+            let argv = std::fs::read_to_string(dir.path().join("disks/t1.nbdkit.argv")).unwrap();
+            assert!(argv.contains("--filter=pause\n--filter=delay\n--filter=error\n--filter=cache\n"));
             let log = std::fs::read_to_string(&disk.paths.log).unwrap();
             assert!(!log.contains("error"), "nbdkit said: {log}");
         });
