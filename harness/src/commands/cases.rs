@@ -73,8 +73,11 @@ pub struct RunOptions {
 pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> {
     let mut cases = load(&o.cases, &o.cases_dir)?;
     let asked = overrides::parse(&o.images).map_err(CommandError::Input)?;
+    let mut swept: Vec<Case> = Vec::new();
     if o.sweep {
-        // Each case's sweep arms in place of its own arms.
+        // Each case's sweep arms in place of its own arms. The sweeps' records are made from the cases as written: their swept arm is the base
+        // every size scales.
+        swept = cases.iter().filter(|c| c.sweep.is_some()).cloned().collect();
         cases = cases.iter().filter_map(Case::sweep_case).collect();
         if cases.is_empty() {
             return Err(CommandError::Input(
@@ -144,7 +147,7 @@ pub fn run(o: &RunOptions, console: &dyn Console) -> Result<Exit, CommandError> 
     runner.add_versions(&distinct(&arm_images));
     runner.run_dir.record.images = asked.iter().map(ToString::to_string).collect();
     if o.sweep {
-        runner.run_dir.sweep_cases = cases.clone();
+        runner.run_dir.sweep_cases = swept;
     }
     console.note(&format!("results: {}", runner.run_dir.dir.display()));
     let total = planned.len();

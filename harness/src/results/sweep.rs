@@ -98,8 +98,8 @@ pub fn records(cases: &[Case], arms: &[ArmRecord]) -> Vec<SweepRecord> {
     cases.iter().filter_map(|c| build(c, arms)).collect()
 }
 
-/// The sweep of `case` from the run's arm records; `None` when the case has no sweep or none
-/// of its sizes is among `arms`.
+/// The sweep of `case` (as written, with its swept arm: not [`Case::sweep_case`]) from the
+/// run's arm records; `None` when the case has no sweep or none of its sizes is among `arms`.
 pub fn build(case: &Case, arms: &[ArmRecord]) -> Option<SweepRecord> {
     let sweep = case.sweep.as_ref()?;
     let base = case.arm(&sweep.arm)?;
