@@ -245,17 +245,22 @@ fn a_sweep_of_a_case_without_one_or_of_unknown_sizes_is_a_usage_error_and_starts
     assert!(!results.exists());
 }
 
+/// The tools are looked for in PATH, then in the sbin folders: an empty PATH hides QEMU only
+/// when it is not in those.
+fn qemu_in_sbin() -> bool {
+    faultline::hosttools::find(faultline::hosttools::QEMU_SYSTEM).is_ok_and(|p| {
+        ["/usr/local/sbin", "/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| p.starts_with(d))
+    })
+}
+
 #[test]
 fn a_sweep_passes_its_input_checks_and_stops_only_at_the_missing_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let in_sbin = faultline::hosttools::find(faultline::hosttools::QEMU_SYSTEM).is_ok_and(|p| {
-        ["/usr/local/sbin", "/usr/sbin", "/sbin"]
-            .iter()
-            .any(|d| p.starts_with(d))
-    });
-    if in_sbin {
+    if qemu_in_sbin() {
         eprintln!("skipped: QEMU is in an sbin folder, which an empty PATH does not hide");
         return;
     }
@@ -371,14 +376,7 @@ fn a_run_without_qemu_exits_3_naming_its_package_before_any_image_or_folder() {
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    // The tools are looked for in PATH, then in the sbin folders; an empty PATH hides QEMU
-    // only when it is not in those.
-    let in_sbin = faultline::hosttools::find(faultline::hosttools::QEMU_SYSTEM).is_ok_and(|p| {
-        ["/usr/local/sbin", "/usr/sbin", "/sbin"]
-            .iter()
-            .any(|d| p.starts_with(d))
-    });
-    if in_sbin {
+    if qemu_in_sbin() {
         eprintln!("skipped: QEMU is in an sbin folder, which an empty PATH does not hide");
         return;
     }

@@ -830,16 +830,7 @@ fn anchors(arms: &[ArmRecord]) -> Vec<String> {
     let mut seen = HashSet::new();
     arms.iter()
         .map(|a| {
-            let base: String = format!("{}--{}", a.case, a.arm)
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            let base = anchor(&format!("{}--{}", a.case, a.arm));
             let mut id = base.clone();
             let mut k = 2;
             while !seen.insert(id.clone()) {
@@ -878,11 +869,9 @@ fn expected_cell(arm: &ArmRecord) -> String {
     }
 }
 
-/// A case's sweep: the model's inputs and where each came from, each size measured beside
-/// predicted, the thresholds, and drain time against users drawn.
-fn sweep_section(out: &mut String, sw: &SweepRecord, run: &RunRecord, anchors: &[String]) {
-    let id: String = format!("sweep--{}--{}", sw.case, sw.arm)
-        .chars()
+/// An id for an `href="#…"`: letters, digits, '-', '_' and '.' kept, anything else '_'.
+fn anchor(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
                 c
@@ -890,7 +879,13 @@ fn sweep_section(out: &mut String, sw: &SweepRecord, run: &RunRecord, anchors: &
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// A case's sweep: the model's inputs and where each came from, each size measured beside
+/// predicted, the thresholds, and drain time against users drawn.
+fn sweep_section(out: &mut String, sw: &SweepRecord, run: &RunRecord, anchors: &[String]) {
+    let id = anchor(&format!("sweep--{}--{}", sw.case, sw.arm));
     let names = |l: &[String]| {
         l.iter()
             .map(|n| format!("<code>{}</code>", esc(n)))

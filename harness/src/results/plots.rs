@@ -249,18 +249,7 @@ fn plot(
         ));
     }
     // Y grid and labels.
-    for k in 0..=((ymax - ymin) / ystep).round() as i64 {
-        let v = ymin + k as f64 * ystep;
-        let yy = n(y(v));
-        s.push_str(&format!(
-            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{yy}\" x2=\"{}\" y2=\"{yy}\"/>\
-             <text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
-            n(LEFT + pw),
-            n(LEFT - 4.0),
-            n(y(v) + 3.5),
-            label(v, ystep)
-        ));
-    }
+    y_grid(&mut s, ymin, ymax, ystep, pw, &y);
     // X ticks.
     let xstep = nice_step((hi - lo) / 8.0);
     let first = (lo / xstep).ceil() as i64;
@@ -399,18 +388,7 @@ pub fn sweep_plot(sw: &SweepRecord) -> String {
         esc(&sw.case),
         esc(&sw.arm)
     );
-    for k in 0..=((ymax / ystep).round() as i64) {
-        let v = k as f64 * ystep;
-        let yy = n(y(v));
-        s.push_str(&format!(
-            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{yy}\" x2=\"{}\" y2=\"{yy}\"/>\
-             <text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
-            n(LEFT + pw),
-            n(LEFT - 4.0),
-            n(y(v) + 3.5),
-            label(v, ystep)
-        ));
-    }
+    y_grid(&mut s, 0.0, ymax, ystep, pw, &y);
     s.push_str(&format!(
         "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">no drain</text>\n",
         n(LEFT - 4.0),
@@ -591,6 +569,22 @@ fn nice_step(raw: f64) -> f64 {
 }
 
 /// A tick or value label: as many decimals as `step` needs, thousands as `k`.
+/// Horizontal grid lines with their labels, from `ymin` to `ymax` every `ystep`.
+fn y_grid(s: &mut String, ymin: f64, ymax: f64, ystep: f64, pw: f64, y: &dyn Fn(f64) -> f64) {
+    for k in 0..=((ymax - ymin) / ystep).round() as i64 {
+        let v = ymin + k as f64 * ystep;
+        let yy = n(y(v));
+        s.push_str(&format!(
+            "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{yy}\" x2=\"{}\" y2=\"{yy}\"/>\
+             <text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+            n(LEFT + pw),
+            n(LEFT - 4.0),
+            n(y(v) + 3.5),
+            label(v, ystep)
+        ));
+    }
+}
+
 fn label(v: f64, step: f64) -> String {
     if !v.is_finite() {
         return "—".into();
