@@ -60,6 +60,18 @@ fn series<'a>(check: &str, metrics: &'a ArmMetrics, name: &str) -> Result<&'a Se
         .ok_or_else(|| CheckResult::unknown(check, format!("no series `{name}` was recorded")))
 }
 
+/// A population step's start and end, and its per-second attempts and successes.
+fn attempts_and_ok<'a>(
+    check: &str,
+    obs: &'a Observed,
+    step: &str,
+) -> Result<(f64, f64, &'a Series, &'a Series), CheckResult> {
+    let (_, start, end) = population(check, obs, step)?;
+    let attempts = series(check, &obs.metrics, &format!("{step}.{ATTEMPTS}"))?;
+    let ok = series(check, &obs.metrics, &format!("{step}.{OK}"))?;
+    Ok((start, end, attempts, ok))
+}
+
 /// The sum of a count series' points with `from <= t < to`.
 fn sum(points: &[Point], from: f64, to: f64) -> f64 {
     // `+ 0.0`: an empty f64 sum is -0.0, which would print as "-0".
@@ -89,16 +101,9 @@ pub fn success_rate(
     from: f64,
     to: Option<f64>,
 ) -> CheckResult {
-    let (_, start, end) = match population(check, obs, step) {
+    let (start, end, attempts, ok) = match attempts_and_ok(check, obs, step) {
         Ok(p) => p,
         Err(r) => return r,
-    };
-    let (attempts, ok) = match (
-        series(check, &obs.metrics, &format!("{step}.{ATTEMPTS}")),
-        series(check, &obs.metrics, &format!("{step}.{OK}")),
-    ) {
-        (Ok(a), Ok(o)) => (a, o),
-        (Err(r), _) | (_, Err(r)) => return r,
     };
     let (a, b) = (start + from, to.map_or(end + 1.0, |t| (start + t).min(end + 1.0)));
     let n = sum(&attempts.points, a, b);
@@ -130,16 +135,9 @@ pub fn drains_within(
     below_milli: u64,
     window: f64,
 ) -> CheckResult {
-    let (_, start, end) = match population(check, obs, step) {
+    let (start, end, attempts, ok) = match attempts_and_ok(check, obs, step) {
         Ok(p) => p,
         Err(r) => return r,
-    };
-    let (attempts, ok) = match (
-        series(check, &obs.metrics, &format!("{step}.{ATTEMPTS}")),
-        series(check, &obs.metrics, &format!("{step}.{OK}")),
-    ) {
-        (Ok(a), Ok(o)) => (a, o),
-        (Err(r), _) | (_, Err(r)) => return r,
     };
     let seconds = ((end - start).ceil() as usize).max(1);
     let bins = |s: &Series| {
